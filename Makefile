@@ -1,0 +1,57 @@
+# The two commands of the README:  `make lab`  (set up, then JupyterLab on labs/)  and  `make test`  (set up, then every test).
+# Both need only Python 3.11, pip and the package registries. Set PYTHON to pick the interpreter.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8888
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup lab test test-fast library release check-release autograde feedback grades gpu-extras clean
+
+setup: $(STAMP)
+
+# torch goes first and pinned: an unpinned torch (or one pulled in by another package) is a multi-GB CUDA build.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tinyml)"
+	touch $(STAMP)
+
+lab: setup
+	@echo "JupyterLab on labs/ -- open the http://127.0.0.1:$(PORT)/lab?token=... URL printed below"
+	$(PY) -m jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --ServerApp.root_dir=labs $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not browser"
+
+library: setup
+	$(PY) -m tinyml_lib.export
+
+release: setup
+	$(PY) -m autograders.course release
+
+check-release: setup
+	$(PY) -m autograders.course check-release
+
+# Instructor: put submissions in grading/submitted/<student>/<lab>/<lab>.ipynb, then `make autograde LAB=lab01_metrics`.
+autograde: setup
+	$(PY) -m autograders.course autograde $(LAB)
+
+feedback: setup
+	$(PY) -m autograders.course feedback $(LAB)
+
+grades: setup
+	$(PY) -m autograders.course grades
+
+gpu-extras: setup
+	$(PY) -m pip install -r requirements-gpu.txt
+
+clean:
+	rm -rf $(VENV) grading test-artifacts .pytest_cache

@@ -1,0 +1,123 @@
+"""Mutation testing of a lab's grade cells: every exercise, replaced by a plausible wrong answer, must lose points.
+
+The source notebook runs once, top to bottom, in one kernel (its time and the kernel's peak RSS are the lab's budget
+figures). Then, for each mutant of an exercise, the mutated solution cell and the cells of its section (up to the next
+exercise) run again; the grade cells that fail are the points the mutant loses. The original cell and section are
+re-run afterwards, so the next mutant starts from a correct state.
+
+Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
+replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from textwrap import dedent, indent
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION_REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def load_mutants(lab: str) -> dict[str, dict[str, str]]:
+    """MUTANTS of a lab from autograders/mutants/<lab>.py (empty if the file is missing)."""
+    path = ROOT / "autograders" / "mutants" / f"{lab}.py"
+    if not path.exists():
+        return {}
+    spec = importlib.util.spec_from_file_location(f"mutants_{lab}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MUTANTS
+
+
+def mutate(source: str, replacement: str) -> str:
+    """Replace the solution region of a cell's source with `replacement`, indented like the BEGIN marker."""
+    match = SOLUTION_REGION.search(source)
+    if match is None:
+        raise ValueError("cell has no ### BEGIN SOLUTION / ### END SOLUTION region")
+    body = indent(dedent(replacement).strip("\n"), match["indent"])
+    return source[:match.start()] + body + source[match.end():]
+
+
+def sections(nb) -> dict[str, list[int]]:
+    """For each autograded exercise (solution cell with a solution region): its index and the cells up to the next."""
+    starts = [i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("solution") and c.cell_type == "code"
+              and SOLUTION_REGION.search(c.source)]
+    bounds = starts[1:] + [len(nb.cells)]
+    return {nbgrader_meta(nb.cells[s])["grade_id"]: list(range(s, e)) for s, e in zip(starts, bounds)}
+
+
+@dataclass
+class RunReport:
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    failed_grade_cells: list[str] = field(default_factory=list)
+    mutants: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # exercise -> mutant -> failed grade ids
+
+
+class _RssSampler(threading.Thread):
+    """Samples the resident memory of a process and its children every 50 ms; keeps the peak in MB."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.proc, self.peak, self.done = psutil.Process(pid), 0.0, threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs) / 2**20)
+            except psutil.Error:
+                pass
+            self.done.wait(0.05)
+
+
+def _failed(cell) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
+def _run(client: NotebookClient, nb, indices: list[int]) -> list[str]:
+    """Execute cells `indices` and return the grade_ids of grade cells that raised."""
+    failed = []
+    for i in indices:
+        client.execute_cell(nb.cells[i], i)
+        meta = nbgrader_meta(nb.cells[i])
+        if meta.get("grade") and nb.cells[i].cell_type == "code" and _failed(nb.cells[i]):
+            failed.append(meta["grade_id"])
+    return failed
+
+
+def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout: int = 120) -> RunReport:
+    """Run `notebook` once (timed, peak RSS sampled), then each mutant of each exercise; see the module docstring."""
+    nb = nbformat.read(notebook, as_version=4)
+    report, parts = RunReport(), sections(nb)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    with client.setup_kernel():
+        sampler = _RssSampler(client.km.provisioner.process.pid)
+        sampler.start()
+        start = time.perf_counter()
+        report.failed_grade_cells = _run(client, nb, list(range(len(nb.cells))))
+        report.seconds = time.perf_counter() - start
+        sampler.done.set()
+        report.peak_rss_mb = sampler.peak
+        for exercise, variants in mutants.items():
+            cells = parts[exercise]
+            original = nb.cells[cells[0]].source
+            for name, code in variants.items():
+                nb.cells[cells[0]].source = mutate(original, code)
+                report.mutants.setdefault(exercise, {})[name] = _run(client, nb, cells)
+                nb.cells[cells[0]].source = original
+                report.failed_grade_cells += [f"{g} (after restoring {exercise})" for g in _run(client, nb, cells)]
+    return report

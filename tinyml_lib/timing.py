@@ -1,0 +1,67 @@
+"""Timing primitives shared by the graded speed checks and the benchmarks.
+
+CPU timing uses `time.perf_counter_ns`. A call shorter than the timer can resolve reliably is repeated in a
+loop (`calibrate_loops`), as `timeit.Timer.autorange` does, so one sample always spans at least `min_sample_s`.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+MIN_SAMPLE_S = 2e-3  # shorter samples are dominated by scheduler noise on a loaded 2-core machine
+
+
+def time_loops(fn: Callable[[], object], loops: int) -> float:
+    """Seconds per call of `fn`, averaged over `loops` back-to-back calls.
+
+    Args:
+        fn: callable with no arguments.
+        loops: number of calls in the sample, >= 1.
+    Returns:
+        float seconds per call.
+    """
+    start = time.perf_counter_ns()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter_ns() - start) * 1e-9 / loops
+
+
+def calibrate_loops(fn: Callable[[], object], min_sample_s: float = MIN_SAMPLE_S) -> int:
+    """Smallest power of 2 such that `loops` calls of `fn` take at least `min_sample_s` seconds."""
+    loops = 1
+    while loops < (1 << 20):
+        if time_loops(fn, loops) * loops >= min_sample_s:
+            return loops
+        loops *= 2
+    return loops
+
+
+def interleaved_ratios(baseline: Callable[[], object], fast: Callable[[], object], repeats: int,
+                       warmup: int = 2) -> tuple[list[float], float, float]:
+    """Per-pair time ratios baseline/fast measured A/B interleaved in one process.
+
+    Each repeat times both callables back to back, alternating which goes first (ABBA) so that a slow drift in
+    machine load affects both sides alike; the median of the pair ratios is then robust to load spikes.
+
+    Args:
+        baseline, fast: callables with no arguments.
+        repeats: number of (baseline, fast) pairs, >= 1.
+        warmup: untimed calls of each before measuring (caches, lazy initialisation, allocator).
+    Returns:
+        (ratios, median seconds per baseline call, median seconds per fast call).
+    """
+    for _ in range(warmup):
+        baseline()
+        fast()
+    loops_b, loops_f = calibrate_loops(baseline), calibrate_loops(fast)
+    ratios, times_b, times_f = [], [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            tb, tf = time_loops(baseline, loops_b), time_loops(fast, loops_f)
+        else:
+            tf, tb = time_loops(fast, loops_f), time_loops(baseline, loops_b)
+        ratios.append(tb / tf)
+        times_b.append(tb)
+        times_f.append(tf)
+    return ratios, statistics.median(times_b), statistics.median(times_f)
