@@ -59,7 +59,7 @@ def _first_mismatch(bad: np.ndarray, actual: np.ndarray, expected: np.ndarray) -
     idx = tuple(int(i) for i in np.argwhere(bad)[0])
     where = idx if actual.ndim else "()"
     return (f"{int(bad.sum())} of {bad.size} elements differ; first at index {where}: "
-            f"got {actual[idx]!r}, expected {expected[idx]!r}")
+            f"got {actual[idx].item()!r}, expected {expected[idx].item()!r}")
 
 
 def check_equal(actual: Any, expected: Any, name: str = "value") -> None:

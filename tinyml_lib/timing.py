@@ -9,7 +9,9 @@ import statistics
 import time
 from typing import Callable
 
-MIN_SAMPLE_S = 2e-3  # shorter samples are dominated by scheduler noise on a loaded 2-core machine
+# Each sample spans at least this long. Under load the scheduler preempts in slices of a few ms: a 2 ms sample is
+# either untouched or doubled, while samples of 20 ms or more on both sides see the same share of the CPU.
+MIN_SAMPLE_S = 20e-3
 
 
 def time_loops(fn: Callable[[], object], loops: int) -> float:

@@ -1,0 +1,91 @@
+"""tinyml_lib.grading: messages that say what went wrong, speed checks that report ratios, memory checks, targets."""
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tinyml_lib import grading
+from tinyml_lib.grading import (assert_peak_memory, assert_speedup, check_close, check_equal, check_type,
+                                measure_peak_memory, target, target_info)
+
+
+def message(fn, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as err:
+        fn(*args, **kwargs)
+    return str(err.value)
+
+
+def test_check_equal_names_first_mismatch():
+    msg = message(check_equal, np.array([[1, 2], [3, 5]]), np.array([[1, 2], [3, 4]]), "counts")
+    assert "counts" in msg and "index (1, 1)" in msg and "got 5" in msg and "expected 4" in msg and "1 of 4" in msg
+
+
+def test_check_equal_shapes_and_scalars():
+    assert "shape (3,), expected shape (2,)" in message(check_equal, [1, 2, 3], [1, 2], "v")
+    assert "got 7, expected 8" in message(check_equal, 7, 8, "n")
+    assert "got 'memory', expected 'compute'" in message(check_equal, "memory", "compute", "bound")
+    check_equal(torch.tensor([1, 2]), np.array([1, 2]))
+    check_equal({"a", "b"}, {"b", "a"})
+
+
+def test_check_close_tolerances_and_message():
+    check_close(1.0 + 1e-7, 1.0)
+    msg = message(check_close, np.array([1.0, 2.0, 3.5]), np.array([1.0, 2.0, 3.0]), "y", rtol=1e-3)
+    assert "index (2,)" in msg and "3.5" in msg and "rtol=0.001" in msg
+    assert "got 2.0, expected 1.0" in message(check_close, 2.0, 1.0, "x")
+
+
+def test_check_type():
+    check_type(3, int)
+    assert "expected a int or float, got str" in message(check_type, "3", (int, float), "n")
+
+
+def test_targets_table():
+    assert target("lab01.batched_speedup") == target_info("lab01.batched_speedup")["value"] > 1
+    with pytest.raises(KeyError, match="known targets"):
+        target("lab01.no_such_target")
+
+
+def spin(ms: float) -> None:
+    # A fixed amount of CPU work (about `ms` milliseconds on an idle core), not a wall-clock wait: under load both
+    # sides of a speed check slow down alike, as real code does.
+    x = 0
+    for i in range(int(ms * 20_000)):
+        x += i
+
+
+def test_assert_speedup_passes_and_reports_ratio(capsys):
+    result = assert_speedup(lambda: spin(0.5), lambda: spin(5), 3.0)
+    assert result.passed and 5 < result.ratio < 20
+    assert "speedup" in capsys.readouterr().out
+
+
+def test_assert_speedup_fails_after_retries_with_ratio():
+    calls = []
+    msg = message(assert_speedup, lambda: (calls.append(1), spin(2)), lambda: spin(2), 2.0, retries=2)
+    assert "needed >= 2x" in msg and "TOO SLOW" in msg and "attempt 2" in msg
+    assert len(calls) > 2 * 9  # both attempts measured
+
+
+def test_assert_speedup_rejects_bad_threshold():
+    with pytest.raises(ValueError, match="min_ratio"):
+        assert_speedup(lambda: None, lambda: None, 0)
+
+
+def test_interleaving_resists_a_load_shift():
+    # Halfway through, everything gets 3x slower (as if another program started): per-pair ratios stay honest.
+    start = time.perf_counter()
+
+    def slowdown():
+        return 3 if time.perf_counter() - start > 0.3 else 1
+
+    result = grading.measure_speedup(lambda: spin(1 * slowdown()), lambda: spin(4 * slowdown()), repeats=15)
+    assert 3 < result.ratio < 5.5
+
+
+def test_peak_memory():
+    _, peak = measure_peak_memory(lambda: np.ones(4 * 2**20 // 8))
+    assert 3.9 < peak < 4.5
+    assert_peak_memory(lambda: np.ones(2**10), 1.0)
+    assert "allowed 1 MB" in message(assert_peak_memory, lambda: np.ones(2**20), 1.0)
