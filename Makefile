@@ -26,7 +26,7 @@ lab: setup
 	$(PY) -m jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --ServerApp.root_dir=labs $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=12
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not browser"
