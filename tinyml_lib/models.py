@@ -25,6 +25,7 @@ class MobileNetV2Config:
     """(t, c, n, s) rows: expansion, output channels, repeats, first stride."""
     blocks: tuple = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 1))
     stem_channels: int = 16
+    stem_stride: int = 2  # 28x28 -> 14x14 first, as MobileNetV2's stem does: the CPU cost falls 4x
     head_channels: int = 128
     in_channels: int = 1
     num_classes: int = 10
@@ -73,7 +74,8 @@ class InvertedResidual(nn.Module):
 
 def mobilenetv2_like(config: MobileNetV2Config = MobileNetV2Config()) -> nn.Sequential:
     """MobileNetV2-style CNN sized for 28x28 inputs. Input (B, 1, 28, 28) float32 -> logits (B, num_classes)."""
-    layers, c_in = [conv_bn_relu(config.in_channels, config.stem_channels)], config.stem_channels
+    layers = [conv_bn_relu(config.in_channels, config.stem_channels, stride=config.stem_stride)]
+    c_in = config.stem_channels
     for t, c, n, s in config.blocks:
         for i in range(n):
             layers.append(InvertedResidual(c_in, c, s if i == 0 else 1, t))
@@ -109,3 +111,8 @@ def _alexnet_layers(num_classes: int) -> nn.Sequential:
         nn.Linear(4096, 4096), nn.ReLU(inplace=True),
         nn.Linear(4096, num_classes),
     )
+
+
+# Distillation pair (Lab 05): a wide teacher and a narrow student of the same VGG family.
+TEACHER_CONFIG = VGGConfig(stages=(32, 32, "M", 64, 64, "M", 128, 128, "M"))
+STUDENT_CONFIG = VGGConfig(stages=(8, "M", 16, "M", 32, "M"))
