@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8888
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test test-fast library release check-release autograde feedback grades gpu-extras clean
+.PHONY: setup lab test test-fast library release check-release autograde feedback grades bundle gpu-extras clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,10 @@ feedback: setup
 
 grades: setup
 	$(PY) -m autograders.course grades
+
+# Student bundle: `make bundle DUE="lab01_metrics"` -> dist/student-bundle(.zip), no answers of labs not yet due.
+bundle: setup
+	$(PY) -m autograders.bundle --due $(DUE) --zip
 
 gpu-extras: setup
 	$(PY) -m pip install -r requirements-gpu.txt
