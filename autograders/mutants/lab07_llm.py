@@ -1,0 +1,167 @@
+"""Plausible wrong answers for Lab 07's exercises: each must lose points (tests/test_labs.py runs them).
+
+Sections that re-run SmolLM2 perplexities are expensive, so their exercises carry two decisive mutants each.
+"""
+
+MUTANTS = {
+    "perplexity_windows": {
+        "mean of per-window perplexities": """
+            ppls, count = [], 0
+            with torch.inference_mode():
+                for window in windows:
+                    logits = logits_fn(window[None])[0]
+                    ppls.append(math.exp(float(F.cross_entropy(logits[:-1].float(), window[1:]))))
+                    count += window.numel() - 1
+            return sum(ppls) / len(ppls), count
+        """,
+        "off by one: logits of position t score token t": """
+            total, count = 0.0, 0
+            with torch.inference_mode():
+                for window in windows:
+                    logits = logits_fn(window[None])[0]
+                    total += float(F.cross_entropy(logits[1:].float(), window[1:], reduction="sum"))
+                    count += window.numel() - 1
+            return math.exp(total / count), count
+        """,
+    },
+    "kv_cache_bytes": {
+        "no GQA: counts every query head": """
+            return 2 * config.num_hidden_layers * config.num_attention_heads * head_dim * tokens * batch * bytes_per_value
+        """,
+        "forgets that values are cached too": """
+            return config.num_hidden_layers * config.num_key_value_heads * head_dim * tokens * batch * bytes_per_value
+        """,
+    },
+    "attend_with_cache": {
+        "causal mask without the cache offset": """
+            if cache_k is not None:
+                k, v = torch.cat([cache_k, k], dim=2), torch.cat([cache_v, v], dim=2)
+            group = q.shape[1] // k.shape[1]
+            k_heads, v_heads = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+            t, s = q.shape[2], k.shape[2]
+            scores = q @ k_heads.transpose(-1, -2) / math.sqrt(q.shape[-1])
+            visible = torch.ones(t, s, dtype=torch.bool).tril()
+            out = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1) @ v_heads
+            return out, k, v
+        """,
+        "KV heads tiled instead of interleaved (wrong head groups)": """
+            if cache_k is not None:
+                k, v = torch.cat([cache_k, k], dim=2), torch.cat([cache_v, v], dim=2)
+            group = q.shape[1] // k.shape[1]
+            k_heads, v_heads = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
+            t, s = q.shape[2], k.shape[2]
+            scores = q @ k_heads.transpose(-1, -2) / math.sqrt(q.shape[-1])
+            visible = torch.ones(t, s, dtype=torch.bool).tril(s - t)
+            out = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1) @ v_heads
+            return out, k, v
+        """,
+        "returns only the new keys (the cache never grows)": """
+            k_all = torch.cat([cache_k, k], dim=2) if cache_k is not None else k
+            v_all = torch.cat([cache_v, v], dim=2) if cache_v is not None else v
+            group = q.shape[1] // k_all.shape[1]
+            k_heads, v_heads = k_all.repeat_interleave(group, dim=1), v_all.repeat_interleave(group, dim=1)
+            t, s = q.shape[2], k_all.shape[2]
+            scores = q @ k_heads.transpose(-1, -2) / math.sqrt(q.shape[-1])
+            visible = torch.ones(t, s, dtype=torch.bool).tril(s - t)
+            out = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1) @ v_heads
+            return out, k, v
+        """,
+    },
+    "quantize_int4_groups": {
+        "16 steps instead of 15 (2^b, not 2^b - 1)": """
+            if symmetric:
+                scale = (groups.abs().amax(dim=-1) / 8).clamp(min=1e-8)
+                zero = torch.full_like(scale, 8.0)
+                codes = torch.round(groups / scale[..., None]).clamp(-8, 7) + 8
+            else:
+                lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
+                scale = ((hi - lo) / 16).clamp(min=1e-8)
+                zero = torch.round(-lo / scale).clamp(0, 15)
+                codes = (torch.round(groups / scale[..., None]) + zero[..., None]).clamp(0, 15)
+            return codes.reshape(out_f, in_f).to(torch.uint8), scale, zero.to(torch.uint8)
+        """,
+        "truncates instead of rounding": """
+            if symmetric:
+                scale = (groups.abs().amax(dim=-1) / 7).clamp(min=1e-8)
+                zero = torch.full_like(scale, 8.0)
+                codes = torch.trunc(groups / scale[..., None]).clamp(-8, 7) + 8
+            else:
+                lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
+                scale = ((hi - lo) / 15).clamp(min=1e-8)
+                zero = torch.round(-lo / scale).clamp(0, 15)
+                codes = (torch.trunc(groups / scale[..., None]) + zero[..., None]).clamp(0, 15)
+            return codes.reshape(out_f, in_f).to(torch.uint8), scale, zero.to(torch.uint8)
+        """,
+        "groups along the output dimension": """
+            g = w.float().T.reshape(in_f, out_f // group_size, group_size)
+            lo, hi = g.amin(dim=-1), g.amax(dim=-1)
+            scale = ((hi - lo) / 15).clamp(min=1e-8)
+            zero = torch.round(-lo / scale).clamp(0, 15)
+            codes = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
+            return codes.reshape(in_f, out_f).T.contiguous().to(torch.uint8), scale.T.contiguous(), zero.T.contiguous().to(torch.uint8)
+        """,
+    },
+    "pack_int4": {
+        "even column in the high nibble": "return (codes[:, 0::2] << 4) | codes[:, 1::2]",
+        "halves instead of neighbours": "return codes[:, :codes.shape[1] // 2] | (codes[:, codes.shape[1] // 2:] << 4)",
+    },
+    "unpack_int4": {
+        "forgets the mask": "return torch.stack([packed, packed >> 4], dim=-1).view(packed.shape[0], -1)",
+        "concatenates the nibbles instead of interleaving": "return torch.cat([packed & 0xF, packed >> 4], dim=1)",
+    },
+    "awq_search_scale": {
+        "keeps the last grid point, not the best": """
+            s_x = x.abs().mean(dim=0).clamp(min=1e-8)
+            alpha = (cfg.n_grid - 1) / cfg.n_grid
+            s = s_x ** alpha
+            return s / (s.max() * s.min()).sqrt(), alpha
+        """,
+        "scales the weights but forgets to divide the input": """
+            s_x = x.abs().mean(dim=0).clamp(min=1e-8)
+            refs = [x @ w.T for w in weights]
+            best_loss, best_s, best_alpha = float("inf"), None, None
+            for i in range(cfg.n_grid):
+                alpha = i / cfg.n_grid
+                s = s_x ** alpha
+                s = s / (s.max() * s.min()).sqrt()
+                loss = 0.0
+                for w, ref in zip(weights, refs):
+                    w_q = dequantize_int4_groups(*quantize_int4_groups(w * s, cfg.group_size, cfg.symmetric), cfg.group_size)
+                    loss += float((x @ w_q.T - ref).pow(2).sum())
+                if loss < best_loss:
+                    best_loss, best_s, best_alpha = loss, s, alpha
+            return best_s, best_alpha
+        """,
+    },
+    "magnitude_mask": {
+        "keeps the smallest weights": "return row_mask(-w.abs(), sparsity)",
+        "one threshold for the whole layer": """
+            k = int(sparsity * w.numel())
+            return w.abs() > w.abs().flatten().kthvalue(k).values
+        """,
+        "signed weights instead of magnitudes": "return row_mask(w, sparsity)",
+    },
+    "wanda_mask": {
+        "ignores the activations (magnitude pruning)": """
+            scores = w.abs()
+            if n_m is None:
+                return row_mask(scores, sparsity)
+            n, m = n_m
+            return row_mask(scores.reshape(-1, m), (m - n) / m).reshape(w.shape)
+        """,
+        "squared activation norm": """
+            scores = w.abs() * x_norm ** 2
+            if n_m is None:
+                return row_mask(scores, sparsity)
+            n, m = n_m
+            return row_mask(scores.reshape(-1, m), (m - n) / m).reshape(w.shape)
+        """,
+        "N:M keeps m - n instead of n": """
+            scores = w.abs() * x_norm
+            if n_m is None:
+                return row_mask(scores, sparsity)
+            n, m = n_m
+            return row_mask(scores.reshape(-1, m), n / m).reshape(w.shape)
+        """,
+    },
+}
