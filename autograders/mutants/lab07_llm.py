@@ -164,4 +164,21 @@ MUTANTS = {
             return row_mask(scores.reshape(-1, m), n / m).reshape(w.shape)
         """,
     },
+    "smoothing_factors": {
+        "exponents swapped": "return x_absmax.clamp(min=clamp) ** (1 - alpha) / w_absmax.clamp(min=clamp) ** alpha",
+        "product instead of ratio": "return x_absmax.clamp(min=clamp) ** alpha * w_absmax.clamp(min=clamp) ** (1 - alpha)",
+    },
+    "fold_smoothing_": {
+        "multiplies the producer instead of dividing it": """
+            prev.mul_(s.view(-1, *([1] * (prev.ndim - 1))))
+            for w in weights:
+                w.mul_(s)
+        """,
+        "handles only a norm as the producer": """
+            if prev.ndim == 1:
+                prev.div_(s)
+            for w in weights:
+                w.mul_(s)
+        """,
+    },
 }
