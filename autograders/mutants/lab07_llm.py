@@ -181,4 +181,57 @@ MUTANTS = {
                 w.mul_(s)
         """,
     },
+    "pack_signs": {
+        "big-endian bit order inside each byte": """
+            d = x.shape[-1]
+            bits = np.zeros(x.shape[:-1] + (-(-d // 32) * 32,), dtype=bool)
+            bits[..., :d] = x < 0
+            return np.packbits(bits, axis=-1, bitorder="big").view("<u4").astype(np.uint32)
+        """,
+        "zero counted as negative": """
+            d = x.shape[-1]
+            bits = np.zeros(x.shape[:-1] + (-(-d // 32) * 32,), dtype=bool)
+            bits[..., :d] = x <= 0
+            return np.packbits(bits, axis=-1, bitorder="little").view("<u4").astype(np.uint32)
+        """,
+    },
+    "count_negative_products": {
+        "AND instead of XOR": "return np.bitwise_count(w_signs & x_signs).sum(axis=-1, dtype=np.int64)",
+        "counts equal signs (positive products)": "return np.bitwise_count(~(w_signs ^ x_signs)).sum(axis=-1, dtype=np.int64)",
+    },
+    "predict_zero_rows": {
+        "alpha on the wrong side": "n_neg = np.asarray(n_neg)\nreturn alpha * n_neg > d - n_neg",
+        "ties predicted zero (>= instead of >)": "n_neg = np.asarray(n_neg)\nreturn n_neg >= alpha * (d - n_neg)",
+        "compares with half of d instead of the positives": "n_neg = np.asarray(n_neg)\nreturn n_neg > alpha * d / 2",
+    },
+    "sparse_ffn": {
+        "dense product, then a mask (reads every row)": """
+            keep = torch.zeros_like(b1)
+            keep[active] = 1.0
+            return (torch.relu(w1 @ x + b1) * keep) @ w2t + b2
+        """,
+        "forgets the hidden bias": "return torch.relu(w1.index_select(0, active) @ x) @ w2t.index_select(0, active) + b2",
+    },
+    "neuron_scores": {
+        "pre-activation norm (no ReLU)": "return (x @ w1.T + b1).norm(dim=0)",
+        "forgets the bias": "return torch.relu(x @ w1.T).norm(dim=0)",
+    },
+    "ffsplit_weights": {
+        "keeps the lowest-scoring neurons dense": """
+            order = scores.argsort()
+            heavy, light = order[:n_heavy], order[n_heavy:]
+            w1_new, w2_new = w1.clone(), w2.clone()
+            w1_new[light], p1 = truncated_svd(w1[light], rank)
+            w2_new[:, light], p2 = truncated_svd(w2[:, light], rank)
+            return w1_new, w2_new, 2 * n_heavy * w1.shape[1] + p1 + p2
+        """,
+        "counts one factorisation only": """
+            order = scores.argsort(descending=True)
+            heavy, light = order[:n_heavy], order[n_heavy:]
+            w1_new, w2_new = w1.clone(), w2.clone()
+            w1_new[light], p1 = truncated_svd(w1[light], rank)
+            w2_new[:, light], p2 = truncated_svd(w2[:, light], rank)
+            return w1_new, w2_new, 2 * n_heavy * w1.shape[1] + p1
+        """,
+    },
 }
