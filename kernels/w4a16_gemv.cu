@@ -18,6 +18,8 @@
 //
 // Tuning: GROUP (quantization group size), ROWS (warps per block: launch 32*ROWS threads, K*4 bytes of dynamic
 // shared memory for v2 and fp16_gemv_v1).
+#include <cuda_fp16.h>
+
 #ifndef GROUP
 #define GROUP 64
 #endif

@@ -239,6 +239,7 @@ MUTANTS = {
 # The kernel exercise: each mutant is the solution's CUDA source with one mistake.
 _W4 = """
 W4A16_SRC = r'''
+#include <cuda_fp16.h>
 #ifndef GROUP
 #define GROUP 64
 #endif
