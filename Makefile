@@ -20,6 +20,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tinyml)"
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null); } || \
+	  echo "note: bubblewrap (bwrap) is missing and could not be installed: grading refuses to run until it is (apt-get install bubblewrap)"
 	touch $(STAMP)
 
 lab: setup
@@ -41,9 +44,10 @@ release: setup
 check-release: setup
 	$(PY) -m autograders.course check-release
 
-# Instructor: put submissions in grading/submitted/<student>/<lab>/<lab>.ipynb, then `make autograde LAB=lab01_metrics`.
+# Instructor: put submissions in grading/submitted/<student>/<lab>/<lab>.ipynb (or FROM=folder-or-zip of <student>.ipynb),
+# then `make autograde LAB=lab01_metrics`: every submission in its own sandbox, in parallel, grades CSV and feedback.
 autograde: setup
-	$(PY) -m autograders.course autograde $(LAB)
+	$(PY) -m autograders.classroom $(LAB) $(if $(FROM),--import $(FROM),) $(ARGS)
 
 feedback: setup
 	$(PY) -m autograders.course feedback $(LAB)

@@ -5,9 +5,11 @@ labs/       -> nbgrader release (student notebooks, generated, committed)
 grading/    -> submissions, autograded copies, feedback and the gradebook (git-ignored)
 """
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # autograders.feedback, below
 WORK = Path(os.environ.get("TINYML_GRADING_DIR", ROOT / "grading"))
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
@@ -33,3 +35,11 @@ c.Execute.timeout = int(os.environ.get("TINYML_CELL_TIMEOUT", "120"))
 c.Execute.interrupt_on_timeout = True
 c.ExecutePreprocessor.kernel_name = "python3"
 c.Execute.kernel_name = "python3"
+
+# Feedback shows the student what failed, not the hidden tests' source (autograders/feedback.py).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "autograders.feedback.ErrorMessagesOnly",
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -2,7 +2,7 @@
 
     python -m autograders.course release            # export the library, regenerate labs/ from solutions/
     python -m autograders.course check-release      # exit 1 if labs/ or tinyml_lib's generated modules are stale
-    python -m autograders.course autograde LAB      # grade every grading/submitted/<student>/LAB/
+    python -m autograders.course autograde LAB      # grade every grading/submitted/<student>/LAB/ (sandboxed, parallel)
     python -m autograders.course feedback LAB       # HTML feedback into grading/feedback/
     python -m autograders.course grades [CSV]       # export every grade to a CSV (default grading/grades.csv)
 
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         release()
     elif args.command == "check-release":
         return check_release()
-    elif args.command == "autograde":
-        nbgrader("generate_assignment", args.lab, "--force", f"--CourseDirectory.release_directory={tempfile.mkdtemp()}")
-        print(nbgrader("autograde", args.lab, "--force", "--create", check=False).stderr)
+    elif args.command == "autograde":  # each submission sandboxed, in parallel: autograders/classroom.py
+        from autograders.classroom import main as grade_class_main
+        return grade_class_main([args.lab])
     elif args.command == "feedback":
         print(nbgrader("generate_feedback", args.lab, "--force").stderr)
     elif args.command == "grades":

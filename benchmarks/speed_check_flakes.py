@@ -3,7 +3,7 @@
 Runs Lab 01's batching check (target lab01.batched_speedup) N times while `--load` busy processes compete for the
 cores, and counts false failures of the correct solution and false passes of the per-sample loop.
 
-    python benchmarks/speed_check_flakes.py --runs 200 --load 2
+    OMP_NUM_THREADS=1 python benchmarks/speed_check_flakes.py --runs 200 --load 2
 """
 from __future__ import annotations
 
@@ -35,10 +35,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--load", type=int, default=2, help="busy background processes")
     parser.add_argument("--slow-runs", type=int, default=20, help="runs of the slow (wrong) answer")
+    parser.add_argument("--shape", type=int, nargs=3, default=(4096, 4096, 64), help="out, in, batch (as in Lab 01)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    w = rng.standard_normal((2048, 2048), dtype=np.float32)
-    x = rng.standard_normal((64, 2048), dtype=np.float32)
+    out_f, in_f, batch = args.shape
+    w = rng.standard_normal((out_f, in_f), dtype=np.float32)
+    x = rng.standard_normal((batch, in_f), dtype=np.float32)
     loop = lambda: np.stack([w @ xi for xi in x])  # noqa: E731
     min_ratio = target("lab01.batched_speedup")
     procs = [mp.Process(target=burn, args=(time.time() + 3600,), daemon=True) for _ in range(args.load)]

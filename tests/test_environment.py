@@ -4,7 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # pip name -> conda-forge name where they differ
-CONDA_NAME = {"torch": "pytorch-cpu", "matplotlib": "matplotlib-base", "nbconvert": "nbconvert-core",
+CONDA_NAME = {"torch": "pytorch-cpu", "dask": "dask-core", "matplotlib": "matplotlib-base", "nbconvert": "nbconvert-core",
               "huggingface-hub": "huggingface_hub"}
 
 

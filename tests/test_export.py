@@ -1,5 +1,6 @@
 """The single-source rule: graded functions are exported from solution cells, with the solution markers removed."""
 import json
+import re
 
 from tinyml_lib import export
 
@@ -35,3 +36,28 @@ def test_stale_detection(tmp_path):
 
 def test_committed_library_matches_notebooks():
     assert export.stale_modules() == [], "run `make library` (or `make release`) and commit"
+
+
+def test_library_only_lines_are_code_in_the_module_and_comments_in_the_notebook(tmp_path):
+    write_notebook(tmp_path / "solutions" / "lab09_x" / "lab09_x.ipynb", [
+        ("code", "# export -> tinyml_lib/y.py\n# library: from tinyml_lib.x import f\ndef g():\n    # library: pass\n    return f()\n"),
+    ])
+    text = export.render_modules(tmp_path)[tmp_path / "tinyml_lib" / "y.py"]
+    assert "\nfrom tinyml_lib.x import f\n" in text and "\n    pass\n" in text and "# library:" not in text
+
+
+def own_module_imports(notebook) -> list[str]:
+    """Lines of a solution notebook that import, when run, a module that the same notebook generates."""
+    cells = json.loads(notebook.read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    own = {m.group(1).replace("/", ".") for s in sources if (m := re.match(r"# export -> tinyml_lib/([\w/]+)\.py", s))}
+    return [line.strip() for s in sources for line in s.splitlines()
+            if (m := re.match(r"\s*(?:from tinyml_lib\.([\w.]+) import|import tinyml_lib\.([\w.]+))", line))
+            and (m.group(1) or m.group(2)) in own]
+
+
+def test_no_lab_imports_its_own_generated_modules_when_run():
+    # In the student bundle and in class grading the lab's own modules are stubs: a notebook that imports from them
+    # replaces the student's functions with stubs. Module-only imports are written `# library: from ... import ...`.
+    offenders = {nb.parent.name: own_module_imports(nb) for nb in sorted((export.ROOT / "solutions").glob("*/*.ipynb"))}
+    assert not {k: v for k, v in offenders.items() if v}, offenders

@@ -63,9 +63,14 @@ def test_assert_speedup_passes_and_reports_ratio(capsys):
 
 def test_assert_speedup_fails_after_retries_with_ratio():
     calls = []
-    msg = message(assert_speedup, lambda: (calls.append(1), spin(2)), lambda: spin(2), 2.0, retries=2)
+    msg = message(assert_speedup, lambda: (calls.append(1), spin(2)), lambda: spin(3), 2.0, retries=2)
     assert "needed >= 2x" in msg and "TOO SLOW" in msg and "attempt 2" in msg
     assert len(calls) > 2 * 9  # both attempts measured
+
+
+def test_assert_speedup_fails_at_once_when_clearly_slow():
+    msg = message(assert_speedup, lambda: spin(2), lambda: spin(2), 3.0, retries=3)
+    assert "TOO SLOW" in msg and "attempt 1" in msg  # the last attempt made was the first
 
 
 def test_assert_speedup_rejects_bad_threshold():

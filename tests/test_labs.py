@@ -1,9 +1,10 @@
 """Round trip of every lab in solutions/ through nbgrader, with mutation tests and the run-time/memory budget.
 
 For each lab: the source validates; the release is current and validates to "no test passes"; the source, graded as a
-submission, scores full marks; the blank release scores zero on every autograded cell; a submission with an exception
-in one exercise and an infinite loop in another loses exactly those exercises' points; every exercise, replaced by a
-plausible wrong answer, loses points; the solution runs within the lab budget.
+submission by the class grader (sandboxed), scores full marks; the blank release scores zero on every autograded cell;
+a submission with an exception in one exercise (and, in the first lab, an infinite loop in another) loses exactly those
+exercises' points; every exercise, replaced by a plausible wrong answer, loses points; the solution runs within the
+lab budget.
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from autograders.classroom import grade_class
 from autograders.course import ROOT, lab_names, nbgrader, stale_releases
+from autograders.sandbox import Limits, sandbox_problem
 from autograders.mutation import load_mutants, mutate, nbgrader_meta, run_with_mutants, sections
 from tinyml_lib.export import stale_modules
 from tinyml_lib.grading import target
@@ -81,26 +84,28 @@ def test_validate(lab):
     assert "Success! The notebook does not pass any tests." in inverted, inverted[-3000:]
 
 
-def broken_submission(lab: str) -> tuple[dict, set[str]]:
-    """The solution with one exercise raising and the last one looping forever; returns (notebook, failing cells)."""
+def broken_submission(lab: str, hang: bool) -> tuple[dict, set[str]]:
+    """The solution with the last exercise raising and, if `hang`, the one before looping forever; returns
+    (notebook, failing cells). The loop costs a cell time-out per test cell that calls it, so only one lab has it."""
     nb = json.loads(source_of(lab).read_text())
     parts, tests = sections(nbformat.reads(json.dumps(nb), as_version=4)), exercise_tests(lab)
-    crash, hang = list(parts)[-1], list(parts)[-2]
-    for exercise, code in ((crash, "raise RuntimeError('a student bug')"), (hang, "while True:\n    pass")):
+    broken = {list(parts)[-1]: "raise RuntimeError('a student bug')"}
+    if hang:
+        broken[list(parts)[-2]] = "while True:\n    pass"
+    for exercise, code in broken.items():
         cell = nb["cells"][parts[exercise][0]]
         cell["source"] = mutate("".join(cell["source"]), code)
-    return nb, set(tests[crash]) | set(tests[hang])
+    return nb, set().union(*(tests[exercise] for exercise in broken))
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Autograde, per lab, three submissions (solution, blank release, broken) in a throwaway gradebook."""
+    """Grade, per lab, three submissions (solution, blank release, broken) with the class grader, in a throwaway
+    gradebook: each in its own sandbox, two at a time (autograders/classroom.py)."""
     work = tmp_path_factory.mktemp("grading")
     results = {}
     for lab in LABS:
-        nbgrader("generate_assignment", lab, "--force", f"--CourseDirectory.release_directory={work / 'release'}",
-                 grading_dir=work)
-        broken, failing = broken_submission(lab)
+        broken, failing = broken_submission(lab, hang=lab == LABS[0])
         for student, notebook in (("solution", source_of(lab)), ("blank", release_of(lab)), ("broken", broken)):
             dest = work / "submitted" / student / lab / f"{lab}.ipynb"
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +113,9 @@ def graded(tmp_path_factory):
                 dest.write_text(json.dumps(notebook))
             else:
                 shutil.copy(notebook, dest)
-        nbgrader("autograde", lab, "--force", "--create", "--Execute.timeout=20", grading_dir=work)
+        budget = int(target("budgets.lab_seconds"))
+        limits = Limits(cell_seconds=30 if lab == LABS[0] else budget, notebook_seconds=3 * budget, threads=1)
+        grade_class(lab, work, workers=2, limits=limits, progress=False, sandboxed=sandbox_problem() is None)
         results[lab] = failing
     return work, results
 

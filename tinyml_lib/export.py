@@ -4,6 +4,11 @@ A code cell in `solutions/*/*.ipynb` whose first line is `# export -> tinyml_lib
 order, into that module, with the nbgrader solution markers removed. Later labs import the instructor's version from
 the library, so a student who failed one lab can still do the next.
 
+A line `# library: <code>` is a comment in the notebook and `<code>` in the module. It is how a module imports a
+function that an earlier cell of the same lab defines (`# library: from tinyml_lib.pruning import kept_widths`):
+running that import in the notebook would replace the student's own function with the library's, which is a stub
+while the lab is not due (student bundle, class grading).
+
     python -m tinyml_lib.export           # write the modules
     python -m tinyml_lib.export --check   # exit 1 if a committed module differs from the notebooks
 """
@@ -19,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT_LINE = re.compile(r"^# export -> tinyml_lib/(?P<path>[\w/]+\.py)\s*$")
 MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
+LIBRARY_ONLY = re.compile(r"^(?P<indent>\s*)# library: (?P<code>.*)$")
 
 
 def _exported_cells(notebook: Path) -> list[tuple[str, str]]:
@@ -31,7 +37,7 @@ def _exported_cells(notebook: Path) -> list[tuple[str, str]]:
         lines = "".join(cell["source"]).splitlines()
         match = EXPORT_LINE.match(lines[0]) if lines else None
         if match:
-            body = [line for line in lines[1:] if line.strip() not in MARKERS]
+            body = [LIBRARY_ONLY.sub(r"\g<indent>\g<code>", line) for line in lines[1:] if line.strip() not in MARKERS]
             found.append((match["path"], "\n".join(body).strip() + "\n"))
     return found
 

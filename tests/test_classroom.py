@@ -1,0 +1,179 @@
+"""Class grading (autograders/classroom.py): the adversarial fixtures and 20 copies of the solution in one parallel run.
+
+Every fixture gets what a sound grader gives it; nothing outside each sandbox changes (other submissions, the
+gradebook's other rows, the course); the batch completes; a sequential run gives the same scores; re-running after
+one student is added grades only that student; feedback shows no hidden test.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from autograders import classroom
+from autograders.adversarial import write_fixtures
+from autograders.course import ROOT, lab_names, nbgrader
+from autograders.sandbox import Limits, sandbox_problem
+from autograders.submission import merge_submission
+
+LAB = "lab01_metrics"
+COPIES = 20
+LIMITS = Limits(cell_seconds=60, notebook_seconds=600, threads=1)
+needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox: {sandbox_problem()}")
+pytestmark = [pytest.mark.skipif(LAB not in lab_names(), reason=f"{LAB} missing")]
+
+
+def full_marks() -> dict[str, float]:
+    nb = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in nb.cells
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def add_solution(grading: Path, student: str) -> None:
+    dest = grading / "submitted" / student / LAB
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "solutions" / LAB / f"{LAB}.ipynb", dest / f"{LAB}.ipynb")
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    grading = tmp_path_factory.mktemp("class")
+    made = write_fixtures(LAB, grading / "submitted")
+    for i in range(COPIES):
+        add_solution(grading, f"solution{i:02d}")
+    submitted_before = tree_digest(grading / "submitted")
+    course_before = {name: tree_digest(ROOT / name) for name in ("tinyml_lib", "data", "solutions", "labs")}
+    result = classroom.grade_class(LAB, grading, workers=2, limits=LIMITS, progress=False)
+    return grading, made, result, submitted_before, course_before
+
+
+def cells_lost(scores: dict[str, float]) -> set[str]:
+    return {k for k, v in full_marks().items() if scores.get(k) != v}
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_every_submission_graded_and_solutions_get_full_marks(graded_class):
+    _, made, result, _, _ = graded_class
+    assert len(result.scores) == len(made) + COPIES
+    for i in range(COPIES):
+        assert not cells_lost(result.scores[f"solution{i:02d}"]), f"solution{i:02d} lost {cells_lost(result.scores[f'solution{i:02d}'])}"
+    print({s: f"{t:.1f} s" for s, t in sorted(result.seconds.items())}, f"wall {result.wall_seconds:.0f} s")
+
+
+@needs_sandbox
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["blank", "wrong", "exceptions", "infinite_loop", "edited_tests", "deleted_tests",
+                                     "renamed", "huge_alloc", "patched_clock", "attacker"])
+def test_adversarial_fixture_gets_what_a_sound_grader_gives(graded_class, fixture):
+    _, made, result, _, _ = graded_class
+    if fixture not in made:
+        pytest.skip(f"{LAB} has no {fixture} fixture")
+    spec, got = made[fixture], result.scores[fixture]
+    lost, every = cells_lost(got), set(full_marks())
+    if spec.expect == "zero":
+        assert all(v == 0 for v in got.values()) and set(got) == every, f"{fixture} earned {got}"
+    elif spec.expect == "full":
+        assert not lost, f"{fixture} lost {sorted(lost)}"
+    elif spec.expect == "zero_cells":
+        assert lost == set(spec.zero_cells) and all(got[k] == 0 for k in spec.zero_cells), \
+            f"{fixture}: lost {sorted(lost)}, expected exactly {sorted(spec.zero_cells)}"
+    elif spec.expect == "loses_every_exercise":
+        for exercise, grade_ids in classroom.exercise_columns(nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", 4)).items():
+            assert lost & set(grade_ids), f"{fixture}: exercise {exercise} kept full marks"
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_nothing_outside_the_sandboxes_changed(graded_class):
+    grading, _, _, submitted_before, course_before = graded_class
+    assert tree_digest(grading / "submitted") == submitted_before, "a submission folder changed during grading"
+    assert {name: tree_digest(ROOT / name) for name in course_before} == course_before, "the course changed"
+    with Gradebook(f"sqlite:///{grading / 'gradebook.db'}") as gb:
+        manual = [g for s in gb.find_assignment(LAB).submissions for g in s.notebooks[0].grades if g.manual_score is not None]
+    assert not manual, f"manual scores appeared: {[(g.student.id, g.name, g.manual_score) for g in manual]}"
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_grades_csv_and_feedback_without_hidden_tests(graded_class):
+    grading, _, result, _, _ = graded_class
+    source = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    table = classroom.write_summary(LAB, source, result.scores, result.notes, grading / "grades.csv")
+    assert "renamed" in table and "Untitled (1).ipynb" in table
+    rows = (grading / "grades.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(result.scores)
+    nbgrader("generate_feedback", LAB, "--force", grading_dir=grading)
+    page = (grading / "feedback" / "wrong" / LAB / f"{LAB}.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    regions = [m for c in source.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+               for m in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", c.source, re.S)]
+    hidden = [line.strip() for region in regions for line in region.splitlines() if len(line.strip()) > 30]
+    visible = "check_equal(count_params(nn.Linear(3, 4)), 3 * 4 + 4"
+    assert visible in text, "the feedback should show the visible tests"
+    assert hidden and not [line for line in hidden if line in text], "hidden tests leak into the feedback"
+    assert re.search(r"AssertionError: [^\n]*expected", text), "the failing checks' messages are shown"
+
+
+@needs_sandbox
+@pytest.mark.slow
+def test_regrading_grades_only_the_new_student_and_sequential_agrees(graded_class, tmp_path):
+    grading, _, first, _, _ = graded_class
+    add_solution(grading, "late")
+    again = classroom.grade_class(LAB, grading, workers=2, limits=LIMITS, progress=False)
+    assert again.graded == ["late"]
+    assert not cells_lost(again.scores["late"])
+    assert {s: v for s, v in again.scores.items() if s != "late"} == first.scores
+    # sequential grading of three students gives the parallel run's scores
+    for student in ("wrong", "patched_clock", "solution00"):
+        shutil.copytree(grading / "submitted" / student, tmp_path / "submitted" / student)
+    sequential = classroom.grade_class(LAB, tmp_path, workers=1, limits=LIMITS, progress=False)
+    assert sequential.scores == {s: first.scores[s] for s in ("wrong", "patched_clock", "solution00")}
+
+
+def test_merge_restores_edited_and_deleted_test_cells():
+    source = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    release = nbformat.read(ROOT / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
+    student = nbformat.read(ROOT / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
+    tests = [c for c in student.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    tests[0].source = "pass"
+    student.cells = [c for c in student.cells if c is not tests[1]]
+    student.cells.append(nbformat.v4.new_code_cell("print('mine')"))
+    merged = merge_submission(release, source, student)
+    by_id = {c.metadata.nbgrader["grade_id"]: c for c in merged.cells if c.get("metadata", {}).get("nbgrader")}
+    source_ids = [c.metadata.nbgrader["grade_id"] for c in source.cells if c.get("metadata", {}).get("nbgrader")]
+    assert [i for i in source_ids if i in by_id] == source_ids, "every managed cell present, in order"
+    for c in source.cells:
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            assert by_id[c.metadata.nbgrader["grade_id"]].source == c.source, "test cells come from the instructor"
+    assert merged.cells[-1].source == "print('mine')"
+
+
+def test_grading_refuses_without_a_sandbox(monkeypatch, capsys):
+    monkeypatch.setattr(classroom, "sandbox_problem", lambda: "bubblewrap (bwrap) is not installed")
+    assert classroom.main([LAB]) == 2
+    assert "refusing to grade" in capsys.readouterr().err
+
+
+def test_import_of_an_lms_export_zip(tmp_path):
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as archive:
+        archive.writestr("folder/ada lovelace.ipynb", "{}")
+        archive.writestr("../evil.ipynb", "{}")
+    students = classroom.import_submissions(tmp_path / "export.zip", LAB, tmp_path / "g")
+    assert sorted(students) == ["ada_lovelace", "evil"]
+    assert (tmp_path / "g" / "submitted" / "evil" / LAB / f"{LAB}.ipynb").exists()
+    assert not (tmp_path / "evil.ipynb").exists()
+    with pytest.raises(ValueError, match="expected a folder or a zip"):
+        classroom.import_submissions(tmp_path / "missing", LAB, tmp_path / "g")
