@@ -1,6 +1,7 @@
 """Run one submission's notebook in a bubblewrap sandbox and return the executed notebook.
 
-The kernel sees only: the system (/usr, /etc) and the Python environment, read-only; the course library, kernels and
+The kernel sees only: the system (/usr and the few files of /etc a program needs) and the Python environment,
+read-only; the course library, kernels and
 data of the graded lab, read-only, with the answers of that lab and of later labs stubbed (the student bundle, so a
 submission cannot import the instructor's solution); its own scratch copy of the submission folder, read-write, as its
 working and home folder. It runs as an unprivileged user in new user, PID, IPC, UTS and network namespaces (no network),
@@ -30,6 +31,9 @@ from nbclient.exceptions import DeadKernelError
 
 BWRAP = shutil.which("bwrap") or "/usr/bin/bwrap"
 SANDBOX_UID = 1000
+# What of /etc a kernel needs: the dynamic loader's cache, compiler alternatives, time zone, fonts for plots.
+ETC = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "timezone", "group", "hosts",
+       "nsswitch.conf", "fonts", "mime.types"]
 HOME = "/home/student"
 COURSE = "/course"
 
@@ -69,8 +73,10 @@ def bwrap_argv(scratch: Path, course: Path, ipc: Path, limits: Limits, read_only
     """The bwrap command prefix: the filesystem view, the user and namespaces, the environment, the memory limit."""
     passwd = ipc / "passwd"
     passwd.write_text(f"root:x:0:0::/root:/bin/false\nstudent:x:{SANDBOX_UID}:{SANDBOX_UID}::{HOME}:/bin/false\n")
-    argv = [BWRAP, *_namespace_args(), "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
-            "--ro-bind", str(passwd), "/etc/passwd"]
+    argv = [BWRAP, *_namespace_args(), "--ro-bind", "/usr", "/usr", "--dir", "/etc", "--ro-bind", str(passwd), "/etc/passwd"]
+    for name in ETC:  # not the rest of /etc (shadow, keys, the grader's configuration)
+        if Path("/etc", name).exists():
+            argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     for link in ("bin", "lib", "lib64", "sbin"):
         if Path(f"/{link}").is_symlink():
             argv += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]

@@ -24,7 +24,7 @@ from autograders.submission import merge_submission
 
 LAB = "lab01_metrics"
 COPIES = 20
-LIMITS = Limits(cell_seconds=60, notebook_seconds=600, threads=1)
+LIMITS = Limits(cell_seconds=40, notebook_seconds=600, threads=1)
 needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox: {sandbox_problem()}")
 pytestmark = [pytest.mark.skipif(LAB not in lab_names(), reason=f"{LAB} missing")]
 
