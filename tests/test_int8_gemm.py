@@ -1,0 +1,88 @@
+"""kernels/int8_gemm.cu: every version vs int8_gemm_ref on ragged and even shapes (CPU tier; GPU when present); the
+reference agrees with Lab 03's requantize(int_linear(...)); bounds/race checks; __dp4a words and tiling in the traffic."""
+import numpy as np
+import pytest
+import torch
+
+from tinyml_lib.kernels import gpu_available
+from tinyml_lib.kernels.int8_gemm import VERSIONS, int8_gemm, int8_gemm_ref
+from tinyml_lib.quantization.integer import int_linear, quantize_multiplier, requantize
+
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="no CUDA device (CuPy missing or cupy.is_available() False)")
+SHAPES = [(1, 1, 4), (37, 45, 70), (64, 64, 128), (5, 130, 33), (17, 16, 3)]
+
+
+def problem(m, n, k, seed=0):
+    """Random int8 codes, folded bias and per-channel multipliers scaled so that most outputs land inside int8."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    w = rng.integers(-127, 128, (n, k), dtype=np.int8)
+    bias = rng.integers(-20_000, 20_000, n).astype(np.int32)
+    mult = rng.uniform(0.5, 2.0, n) * 40 / (5_500 * np.sqrt(k))
+    m0, shift = (t.numpy().astype(np.int32) for t in quantize_multiplier(torch.from_numpy(mult)))
+    return x, w, bias, m0, shift, int(rng.integers(-20, 20))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_matches_ref_cpu(version, m, n, k):
+    args = problem(m, n, k)
+    np.testing.assert_array_equal(int8_gemm(*args, version=version), int8_gemm_ref(*args))
+
+
+def test_ref_is_the_labs_integer_linear_layer():
+    x, w, bias, m0, shift, zy = problem(23, 19, 50, seed=3)
+    acc = int_linear(torch.from_numpy(x).int(), torch.from_numpy(w).int(), torch.from_numpy(bias))
+    want = requantize(acc, torch.from_numpy(m0).long(), torch.from_numpy(shift).long(), zy)
+    np.testing.assert_array_equal(int8_gemm_ref(x, w, bias, m0, shift, zy), want.numpy().astype(np.int8))
+    assert 0.02 < np.mean(np.abs(want.numpy()) < 127) and np.mean(np.abs(want.numpy()) >= 127) < 0.2  # not all clamped
+
+
+def test_other_tile_and_saturation():
+    x, w, bias, m0, shift, zy = problem(40, 33, 100, seed=1)
+    np.testing.assert_array_equal(int8_gemm(x, w, bias, m0, shift, zy, version=3, tile=8),
+                                  int8_gemm_ref(x, w, bias, m0, shift, zy))
+    big = np.full(33, -25, np.int32)  # multipliers 2^6 and more: almost everything saturates at -128 or 127
+    y = int8_gemm(x, w, bias, m0, big, zy)
+    np.testing.assert_array_equal(y, int8_gemm_ref(x, w, bias, m0, big, zy))
+    assert np.mean((y == 127) | (y == -128)) > 0.9
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("check", ["bounds", "race"])
+def test_clean_under_checks(version, check):
+    args = problem(21, 35, 70, seed=2)
+    np.testing.assert_array_equal(int8_gemm(*args, version=version, check=check), int8_gemm_ref(*args))
+
+
+def test_dp4a_words_and_tiles_cut_loads():
+    m = n = 64
+    k = 128
+    args = problem(m, n, k)
+    loads = {v: int8_gemm(*args, version=v, counters=True)[1] for v in VERSIONS}
+    epilogue = 12 * m * n  # bias, m0 and shift per output
+    assert loads[1].bytes_loaded == 2 * m * n * k + epilogue      # one byte of each operand per MAC
+    assert loads[2].bytes_loaded == 2 * m * n * k + epilogue      # the same bytes, a quarter of the loads
+    assert loads[3].bytes_loaded == 2 * m * n * k // 16 + epilogue  # TILE = 16: each staged word reused 16 times
+    assert all(s.bytes_stored == m * n for s in loads.values())
+
+
+def test_rejects_bad_input():
+    x, w, bias, m0, shift, zy = problem(4, 5, 8)
+    with pytest.raises(ValueError, match="version"):
+        int8_gemm(x, w, bias, m0, shift, zy, version=9)
+    with pytest.raises(ValueError, match="expected w"):
+        int8_gemm(x, w[:, :4], bias, m0, shift, zy)
+    with pytest.raises(ValueError, match="shift"):
+        int8_gemm(x, w, bias, m0, np.full(5, 40, np.int32), zy)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_matches_ref_gpu(version, m, n, k):
+    import cupy
+    x, w, bias, m0, shift, zy = problem(m, n, k)
+    got = int8_gemm(*(cupy.asarray(t) for t in (x, w, bias, m0, shift)), zy, version=version)
+    np.testing.assert_array_equal(cupy.asnumpy(got), int8_gemm_ref(x, w, bias, m0, shift, zy))
