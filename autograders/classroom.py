@@ -33,7 +33,7 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import LimitOutput, SaveAutoGrades
 from sqlalchemy.exc import SAWarning
 
-from autograders.bundle import IGNORE, stub_library
+from autograders.bundle import IGNORE, stub_library, withhold_kernels
 from autograders.course import ROOT, lab_names, nbgrader
 from autograders.mutation import nbgrader_meta, sections
 from autograders.sandbox import COURSE, HOME, Limits, execute_submission, sandbox_problem
@@ -96,13 +96,15 @@ def prepare_course(lab: str, grading: Path, sandboxed: bool = True) -> tuple[Pat
         shutil.rmtree(course)
     shutil.copytree(ROOT / "tinyml_lib", course / "tinyml_lib", ignore=IGNORE)
     stub_library(course / "tinyml_lib", {name for name in lab_names() if name < lab})
+    due = {name for name in lab_names() if name < lab}
+    shutil.copytree(ROOT / "kernels", course / "kernels", ignore=IGNORE)
+    withhold_kernels(course / "kernels", due)
     mounts = {}
-    for name in ("data", "kernels"):
-        if sandboxed:
-            (course / name).mkdir()
-            mounts[f"{COURSE}/{name}"] = str(ROOT / name)
-        else:
-            (course / name).symlink_to(ROOT / name)
+    if sandboxed:
+        (course / "data").mkdir()
+        mounts[f"{COURSE}/data"] = str(ROOT / "data")
+    else:
+        (course / "data").symlink_to(ROOT / "data")
     model_cache = Path(os.environ.get("TINYML_CACHE") or Path.home() / ".cache" / "tinyml_lib") / "smollm2-135m"
     if "smollm2" in (ROOT / "solutions" / lab / f"{lab}.ipynb").read_text().lower() and not model_cache.is_dir():
         build_model_cache()

@@ -1,30 +1,13 @@
 """The student bundle carries no solution text of a lab that is not due, and no hidden test of any lab."""
-import re
 import subprocess
 import sys
 
 import nbformat
 import pytest
 
-from autograders.bundle import ROOT, write_bundle
+from autograders.bundle import ROOT, answer_lines, gives_away, write_bundle
 
-REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(?P<body>.*?)### END \1", re.S)
-
-
-def answer_lines(kind: str) -> set[str]:
-    """Distinctive lines (>= 25 characters) inside SOLUTION or HIDDEN TESTS regions of every source notebook."""
-    lines = set()
-    for notebook in (ROOT / "solutions").glob("*/*.ipynb"):
-        for cell in nbformat.read(notebook, as_version=4).cells:
-            for match in REGION.finditer(cell.source):
-                if match[1] == kind:
-                    lines |= {l.strip() for l in match["body"].splitlines() if len(l.strip()) >= 25}
-    return lines
-
-
-def bundle_text(folder) -> str:
-    return "\n".join(p.read_text(errors="ignore") for p in folder.rglob("*")
-                     if p.is_file() and p.suffix in (".py", ".ipynb", ".md", ".cu", ".h", ".toml", ".txt"))
+TEXT = (".py", ".ipynb", ".md", ".cu", ".h", ".toml", ".txt")
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +16,22 @@ def nothing_due(tmp_path_factory):
 
 
 def test_no_solution_or_hidden_test_in_the_bundle(nothing_due):
-    text = bundle_text(nothing_due)
-    solutions, hidden = answer_lines("SOLUTION"), answer_lines("HIDDEN TESTS")
-    assert solutions and hidden
-    leaked = [line for line in solutions | hidden if line in text]
-    assert not leaked, f"answer text in the bundle: {leaked[:5]}"
+    answers = answer_lines(kind="SOLUTION")
+    hidden = {line for lines in answer_lines(kind="HIDDEN TESTS").values() for line in lines}
+    assert answers and hidden
+    leaks = {p.relative_to(nothing_due).as_posix(): found for p in sorted(nothing_due.rglob("*"))
+             if p.is_file() and p.suffix in TEXT and (found := gives_away(p.read_text(errors="ignore"), answers))}
+    text = "\n".join(p.read_text(errors="ignore") for p in nothing_due.rglob("*") if p.is_file() and p.suffix in TEXT)
+    assert not leaks, f"answer text in the bundle: {leaks}"
+    assert not [line for line in hidden if line in text], "hidden tests in the bundle"
     assert not (nothing_due / "solutions").exists() and not (nothing_due / "autograders").exists()
+
+
+def test_leak_detector_sees_a_copied_answer(tmp_path):
+    answers = answer_lines({"lab01_metrics"})
+    exercise, lines = max(answers.items(), key=lambda item: len(item[1]))
+    assert exercise in gives_away("\n".join(lines), answers)
+    assert not gives_away(sorted(lines)[0], answers), "one line in common is not an answer"
 
 
 def test_stubbed_library_still_imports_and_says_why(nothing_due):
