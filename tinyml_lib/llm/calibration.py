@@ -70,23 +70,26 @@ def restore_weights_(model, folder: Path | str | None = None) -> None:
     folder = Path(folder) if folder is not None else cache_dir()
     params = dict(model.named_parameters())
     for path in sorted(folder.glob("*.safetensors")):
-        for key, tensor in _read_safetensors(path, set(params)):
-            params[key].copy_(tensor)
+        _read_safetensors_into(path, params)
 
 
-def _read_safetensors(path: Path, keys: set[str]):
-    """Yield (name, float32 tensor) for the tensors of a safetensors file whose name is in `keys`, one at a time.
+def _read_safetensors_into(path: Path, params: dict[str, torch.Tensor]) -> None:
+    """Read the float32 tensors of a safetensors file straight into the matching parameters' memory.
 
-    Plain reads, not a memory map: a mapped 538 MB file counts toward the process's resident memory while it is open.
+    Plain reads into the existing storage: no memory map (a mapped 538 MB file counts toward the process's resident
+    memory while it is open) and no temporary copy of a tensor.
     """
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(n))
         for key, info in header.items():
-            if key not in keys:
+            if key not in params:
                 continue
-            if info["dtype"] != "F32":
-                raise ValueError(f"{path}: expected float32 tensors, {key} is {info['dtype']}")
+            target = params[key].detach()
+            if info["dtype"] != "F32" or list(target.shape) != info["shape"] or not target.is_contiguous():
+                raise ValueError(f"{path}: {key} is {info['dtype']} {info['shape']}, expected float32 "
+                                 f"{list(target.shape)} for a contiguous parameter")
             start, end = info["data_offsets"]
             f.seek(8 + n + start)
-            yield key, torch.frombuffer(bytearray(f.read(end - start)), dtype=torch.float32).view(info["shape"])
+            if f.readinto(memoryview(target.numpy()).cast("B")) != end - start:
+                raise ValueError(f"{path}: truncated data for {key}")
