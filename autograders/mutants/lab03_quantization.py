@@ -357,3 +357,80 @@ MUTANTS = {
     },
 }
 
+
+_KL_LOOP = """
+    best_kl, best_i = np.inf, n_bins
+    for i in range(n_levels, n_bins + 1):
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()
+        nonzero = p > 0
+        edges = np.arange(n_levels + 1) * i // n_levels
+        mass = np.add.reduceat(hist[:i], edges[:-1])
+        count = np.add.reduceat(nonzero.astype(np.float64), edges[:-1])
+        q = np.where(nonzero, np.repeat(mass / np.maximum(count, 1), np.diff(edges)), 0.0)
+        if (q[nonzero] == 0).any():
+            continue
+        p, q = p[nonzero] / p.sum(), q[nonzero] / q.sum()
+        kl = float((p * np.log(p / q)).sum())
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return best_i * top / n_bins
+"""
+MUTANTS["kl_optimal_clip"] = {
+    "outliers dropped instead of added to the last bin": _KL_LOOP.replace("        p[-1] += hist[i:].sum()\n", ""),
+    "Q built from the clipped P (outliers included)": _KL_LOOP.replace(
+        "mass = np.add.reduceat(hist[:i], edges[:-1])", "mass = np.add.reduceat(p, edges[:-1])"),
+    "Q spread over every bin of a group, empty ones too": _KL_LOOP.replace(
+        "count = np.add.reduceat(nonzero.astype(np.float64), edges[:-1])", "count = np.diff(edges).astype(np.float64)").replace(
+        "q = np.where(nonzero, np.repeat(mass / np.maximum(count, 1), np.diff(edges)), 0.0)",
+        "q = np.repeat(mass / np.maximum(count, 1), np.diff(edges))"),
+    "picks the largest divergence": _KL_LOOP.replace("best_kl, best_i = np.inf, n_bins", "best_kl, best_i = -np.inf, n_bins").replace(
+        "if kl < best_kl:", "if kl > best_kl:"),
+    "threshold at the lower edge of the last kept bin": _KL_LOOP.replace("return best_i * top / n_bins",
+                                                                        "return (best_i - 1) * top / n_bins"),
+}
+
+# The kernel exercise: each mutant is the solution's CUDA source with one mistake.
+_INT8 = """
+INT8_SRC = r'''
+#ifndef TILE
+#define TILE 16
+#endif
+extern "C" __global__ void int8_gemm_tiled(const int* __restrict__ X, const int* __restrict__ W,
+                                           const int* __restrict__ bias, const int* __restrict__ m0,
+                                           const int* __restrict__ shift, signed char* __restrict__ Y,
+                                           int M, int N, int K, int zy) {
+    __shared__ int Xs[TILE][TILE + 1];
+    __shared__ int Ws[TILE][TILE + 1];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int r = blockIdx.y * TILE + ty, c = blockIdx.x * TILE + tx, wrow = blockIdx.x * TILE + ty;
+    const int words = K / 4;
+    int acc = 0;
+    for (int w0 = 0; w0 < words; w0 += TILE) {
+        Xs[ty][tx] = (r < M && w0 + tx < words) ? X[(size_t)r * words + w0 + tx] : 0;
+        Ws[ty][tx] = (wrow < N && w0 + tx < words) ? W[(size_t)wrow * words + w0 + tx] : 0;
+        __syncthreads();
+        for (int w = 0; w < TILE; ++w) acc = __dp4a(Xs[ty][w], Ws[tx][w], acc);
+        __syncthreads();
+    }
+    if (r < M && c < N) {
+        const int s = 31 + shift[c];
+        const long long q = (((long long)(acc + bias[c]) * m0[c] + (1LL << (s - 1))) >> s) + zy;
+        Y[(size_t)r * N + c] = (signed char)(q < -128 ? -128 : (q > 127 ? 127 : q));
+    }
+}
+'''
+"""
+MUTANTS["int8_gemm_src"] = {
+    "no barrier after staging (a race)": _INT8.replace(
+        "        __syncthreads();\n        for (int w = 0;", "        for (int w = 0;"),
+    "forgets the folded bias": _INT8.replace("(long long)(acc + bias[c])", "(long long)acc"),
+    "truncating shift (no rounding term)": _INT8.replace(" + (1LL << (s - 1))) >> s)", ") >> s)"),
+    "shift by 31 only (ignores n)": _INT8.replace("const int s = 31 + shift[c];", "const int s = 31;"),
+    "wraps instead of saturating": _INT8.replace(
+        "(signed char)(q < -128 ? -128 : (q > 127 ? 127 : q))", "(signed char)q"),
+    "product in 32 bits (overflows)": _INT8.replace("(long long)(acc + bias[c]) * m0[c]", "(acc + bias[c]) * m0[c]"),
+    "W tile staged by output column (wrong rows)": _INT8.replace(
+        "Ws[ty][tx] = (wrow < N && w0 + tx < words) ? W[(size_t)wrow * words + w0 + tx] : 0;",
+        "Ws[ty][tx] = (c < N && w0 + ty < words) ? W[(size_t)c * words + w0 + ty] : 0;"),
+}

@@ -138,3 +138,42 @@ def mse_optimal_clip(x: torch.Tensor, n_bits: int, candidates: torch.Tensor) -> 
         raise ValueError(f"candidates: expected a 1-D tensor of positive values, got shape {tuple(candidates.shape)}")
     errors = torch.stack([((x - quantize_clipped(x, float(a), n_bits)) ** 2).mean() for a in candidates])
     return float(candidates[errors.argmin()])
+
+
+def kl_optimal_clip(x: torch.Tensor, n_levels: int = 128, n_bins: int = 2048) -> float:
+    """TensorRT's entropy calibration: the clipping threshold of |x| whose quantized histogram is closest in KL.
+
+    Args:
+        x: float tensor of activations, any shape; exact zeros are left out.
+        n_levels: L, quantization levels over [0, T] (2^(N-1) for signed N-bit codes, 2^N for unsigned).
+        n_bins: histogram bins over [0, max|x|], >= n_levels.
+    Returns:
+        float T = i* max|x| / n_bins.
+    Math: h = histogram of |x|; for i = L..n_bins: P = h[:i] with sum(h[i:]) added to P[i-1]; Q = h[:i] merged into
+        L groups [floor(j i / L), floor((j+1) i / L)), each group's mass spread evenly over its bins with P > 0;
+        i* = argmin_i KL(P / sum P || Q / sum Q), candidates with Q = 0 where P > 0 skipped (Migacz, GTC 2017).
+    """
+    if not 2 <= n_levels <= n_bins:
+        raise ValueError(f"expected 2 <= n_levels <= n_bins, got n_levels={n_levels}, n_bins={n_bins}")
+    a = x.detach().abs().flatten().double()
+    a = a[a > 0]
+    if a.numel() == 0:
+        raise ValueError("x has no nonzero value: no threshold to calibrate")
+    top = float(a.max())
+    hist = torch.histc(a, n_bins, 0.0, top).numpy()                   # (n_bins,) counts
+    best_kl, best_i = np.inf, n_bins
+    for i in range(n_levels, n_bins + 1):
+        p = hist[:i].copy()
+        p[-1] += hist[i:].sum()                                        # clipped values land in the last bin
+        nonzero = p > 0
+        edges = np.arange(n_levels + 1) * i // n_levels               # (L + 1,) group boundaries
+        mass = np.add.reduceat(hist[:i], edges[:-1])                  # (L,) unclipped mass per group
+        count = np.add.reduceat(nonzero.astype(np.float64), edges[:-1])
+        q = np.where(nonzero, np.repeat(mass / np.maximum(count, 1), np.diff(edges)), 0.0)
+        if (q[nonzero] == 0).any():
+            continue
+        p, q = p[nonzero] / p.sum(), q[nonzero] / q.sum()
+        kl = float((p * np.log(p / q)).sum())
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return best_i * top / n_bins
