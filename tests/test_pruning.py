@@ -1,0 +1,108 @@
+"""Lab 02's generated modules (pruning, folding, sparse_encoding, compression): properties on random inputs."""
+import heapq
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinyml_lib.compression import huffman_lengths, share_weights
+from tinyml_lib.folding import fold_ar_scale, fold_layer, fold_vgg, kmeans
+from tinyml_lib.models import vgg_like
+from tinyml_lib.pruning import (compress_nm, decompress_nm, magnitude_mask, nm_mask, prune_vgg_channels, sparsity)
+from tinyml_lib.sparse_encoding import eie_encode, eie_matvec
+
+seeds = st.integers(0, 2**31 - 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 300), s=st.floats(0, 1), seed=seeds)
+def test_magnitude_mask_prunes_exactly_and_smallest_first(n, s, seed):
+    w = torch.randn(n, generator=torch.Generator().manual_seed(seed)).round(decimals=1)  # many ties
+    mask = magnitude_mask(w, s)
+    assert int((~mask).sum()) == int(s * n + 0.5)
+    assert sparsity(w * mask) >= int(s * n + 0.5) / n - 1e-12
+    if mask.any() and (~mask).any():
+        assert w.abs()[~mask].max() <= w.abs()[mask].min()
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.integers(1, 9), groups=st.integers(1, 9), nm=st.sampled_from([(1, 4), (2, 4), (2, 8), (4, 8)]), seed=seeds)
+def test_nm_compress_round_trip(rows, groups, nm, seed):
+    n, m = nm
+    w = torch.randn(rows, groups * m, generator=torch.Generator().manual_seed(seed))
+    mask = nm_mask(w, n, m)
+    assert bool((mask.view(rows, groups, m).sum(-1) == n).all())
+    assert torch.equal(decompress_nm(*compress_nm(w, n, m), n, m), w * mask)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 20), cols=st.integers(1, 20), pes=st.integers(1, 5), run=st.integers(1, 15),
+       density=st.floats(0, 1), seed=seeds)
+def test_eie_matvec_equals_dense(rows, cols, pes, run, density, seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=g, dtype=torch.float64) * (torch.rand(rows, cols, generator=g) < density)
+    a = torch.relu(torch.randn(cols, generator=g, dtype=torch.float64))
+    b, _ = eie_matvec(eie_encode(w, pes, run), a, rows)
+    torch.testing.assert_close(b, w @ a)
+
+
+@settings(max_examples=30, deadline=None)
+@given(counts=st.lists(st.integers(0, 1000), min_size=1, max_size=20))
+def test_huffman_is_optimal_and_complete(counts):
+    c = torch.tensor(counts)
+    lengths = huffman_lengths(c)
+    used = [v for v in counts if v > 0]
+    if len(used) >= 2:
+        assert abs(sum(2.0 ** -int(l) for l in lengths[c > 0]) - 1.0) < 1e-12
+        heap, best = list(used), 0
+        heapq.heapify(heap)
+        while len(heap) > 1:
+            merged = heapq.heappop(heap) + heapq.heappop(heap)
+            best += merged
+            heapq.heappush(heap, merged)
+        assert int((c * lengths).sum()) == best
+
+
+def test_fold_layer_is_lossless_on_duplicates_and_ar_scale_bounds():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4, 6, generator=g)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 0])
+    w, w_next = base[labels], torch.randn(3, 7, generator=g)
+    wf, nf = fold_layer(w, w_next, labels, 4)
+    x = torch.randn(5, 6, generator=g)
+    torch.testing.assert_close(torch.relu(x @ wf.T) @ nf.T, torch.relu(x @ w.T) @ w_next.T)
+    alpha = fold_ar_scale(torch.randn(7, 6, generator=g), labels, 4)
+    assert bool((alpha >= 1 - 1e-6).all()), "averaging never increases the variance: alpha >= 1"
+    assert abs(float(alpha[3]) - 1.0) < 1e-6, "a single member needs no repair"
+
+
+def test_kmeans_finds_separated_clusters():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = centres.repeat_interleave(20, 0) + 0.1 * torch.randn(60, 2, generator=g)
+    mu, labels = kmeans(x, x[[0, 20, 40]])
+    torch.testing.assert_close(mu, centres, atol=0.1, rtol=0)
+    assert torch.equal(labels, torch.arange(3).repeat_interleave(20))
+
+
+def test_share_weights_keeps_zeros_and_uses_the_codebook():
+    w = torch.randn(30, 30, generator=torch.Generator().manual_seed(2))
+    w = w * magnitude_mask(w, 0.7)
+    codebook, idx, shared = share_weights(w, 8)
+    assert torch.equal(shared == 0, w == 0)
+    assert torch.equal(shared[shared != 0], codebook[idx])
+
+
+def test_channel_pruning_and_folding_keep_the_function_at_full_width():
+    model = vgg_like().eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(prune_vgg_channels(model, 1.0)(x), model(x))
+    torch.testing.assert_close(fold_vgg(model, 1.0)(x), model(x), atol=1e-4, rtol=1e-4)
+    assert sum(p.numel() for p in fold_vgg(model, 0.5).parameters()) == \
+        sum(p.numel() for p in prune_vgg_channels(model, 0.5).parameters())
