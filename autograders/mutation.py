@@ -2,8 +2,8 @@
 
 The source notebook runs once, top to bottom, in one kernel (its time and the kernel's peak RSS are the lab's budget
 figures). Then, for each mutant of an exercise, the mutated solution cell and the cells of its section (up to the next
-exercise) run again; the grade cells that fail are the points the mutant loses. The original cell and section are
-re-run afterwards, so the next mutant starts from a correct state.
+exercise) run again; the grade cells that fail are the points the mutant loses. After an exercise's last mutant the
+original section is re-run (and must pass), so the next exercise starts from a correct state.
 
 Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
 replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation.
@@ -21,6 +21,7 @@ from textwrap import dedent, indent
 import nbformat
 import psutil
 from nbclient import NotebookClient
+from nbgrader.utils import determine_grade
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
@@ -84,7 +85,9 @@ class _RssSampler(threading.Thread):
 
 
 def _failed(cell) -> bool:
-    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+    """Whether nbgrader would take points from this executed grade cell (an error, any stderr output, partial credit)."""
+    score, max_score = determine_grade(cell)
+    return score is None or score < max_score
 
 
 def _run(client: NotebookClient, nb, indices: list[int]) -> list[str]:
@@ -118,6 +121,8 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
             for name, code in variants.items():
                 nb.cells[cells[0]].source = mutate(original, code)
                 report.mutants.setdefault(exercise, {})[name] = _run(client, nb, cells)
-                nb.cells[cells[0]].source = original
-                report.failed_grade_cells += [f"{g} (after restoring {exercise})" for g in _run(client, nb, cells)]
+            # One restore per exercise: each mutant re-runs the whole section, so the next one starts from the same
+            # earlier sections; after the last, the original section must pass again before the next exercise.
+            nb.cells[cells[0]].source = original
+            report.failed_grade_cells += [f"{g} (after restoring {exercise})" for g in _run(client, nb, cells)]
     return report
