@@ -73,7 +73,9 @@ def bwrap_argv(scratch: Path, course: Path, ipc: Path, limits: Limits, read_only
     """The bwrap command prefix: the filesystem view, the user and namespaces, the environment, the memory limit."""
     passwd = ipc / "passwd"
     passwd.write_text(f"root:x:0:0::/root:/bin/false\nstudent:x:{SANDBOX_UID}:{SANDBOX_UID}::{HOME}:/bin/false\n")
-    argv = [BWRAP, *_namespace_args(), "--ro-bind", "/usr", "/usr", "--dir", "/etc", "--ro-bind", str(passwd), "/etc/passwd"]
+    # /tmp first: a tmpfs mounted after a bind below /tmp (a checkout in /tmp, its .venv) would hide it.
+    argv = [BWRAP, *_namespace_args(), "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr", "--dir", "/etc",
+            "--ro-bind", str(passwd), "/etc/passwd"]
     for name in ETC:  # not the rest of /etc (shadow, keys, the grader's configuration)
         if Path("/etc", name).exists():
             argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
@@ -84,7 +86,7 @@ def bwrap_argv(scratch: Path, course: Path, ipc: Path, limits: Limits, read_only
             argv += ["--ro-bind", f"/{link}", f"/{link}"]
     for root in _python_roots():
         argv += ["--ro-bind", root, root]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(ipc), str(ipc),
+    argv += ["--proc", "/proc", "--dev", "/dev", "--bind", str(ipc), str(ipc),
              "--ro-bind", str(course), COURSE, "--bind", str(scratch), HOME]
     for target, source in (read_only or {}).items():
         argv += ["--ro-bind", str(source), target]
