@@ -25,6 +25,7 @@ import tempfile
 import time
 import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,13 +215,17 @@ def write_summary(lab: str, source, scores: dict, notes: dict, out: Path) -> str
 
 
 # ---------------------------------------------------------------------------------------------- the run
+@contextmanager
 def _client(workers: int | None, scheduler: str | None):
+    """A Dask client: on the cluster at `scheduler`, else on a local cluster (one process per sandbox) closed after."""
     from dask.distributed import Client, LocalCluster
     if scheduler:
-        return Client(scheduler)
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           memory_limit=0, dashboard_address=None, silence_logs=logging.CRITICAL)
-    return Client(cluster)
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, memory_limit=0,
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        yield client
 
 
 def grade_class(lab: str, grading: Path | None = None, workers: int | None = None, scheduler: str | None = None,
