@@ -2,8 +2,8 @@
 
 The source notebook runs once, top to bottom, in one kernel (its time and the kernel's peak RSS are the lab's budget
 figures). Then, for each mutant of an exercise, the mutated solution cell and the cells of its section (up to the next
-exercise) run again; the grade cells that fail are the points the mutant loses. After an exercise's last mutant the
-original section is re-run (and must pass), so the next exercise starts from a correct state.
+exercise) run again; the grade cells that fail are the points the mutant loses. The original cell and section are
+re-run afterwards (and must pass), so the next mutant starts from a correct state.
 
 Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
 replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation.
@@ -11,6 +11,7 @@ replacement takes the place of the lines between ### BEGIN SOLUTION and ### END 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import threading
 import time
@@ -107,7 +108,9 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
     report, parts = RunReport(), sections(nb)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(notebook.parent)}})
-    with client.setup_kernel():
+    # The kernel gets the thread settings of a graded run (one BLAS thread per kernel, autograders/sandbox.py).
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    with client.setup_kernel(env=dict(os.environ, **threads)):
         sampler = _RssSampler(client.km.provisioner.process.pid)
         sampler.start()
         start = time.perf_counter()
@@ -121,8 +124,6 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
             for name, code in variants.items():
                 nb.cells[cells[0]].source = mutate(original, code)
                 report.mutants.setdefault(exercise, {})[name] = _run(client, nb, cells)
-            # One restore per exercise: each mutant re-runs the whole section, so the next one starts from the same
-            # earlier sections; after the last, the original section must pass again before the next exercise.
-            nb.cells[cells[0]].source = original
-            report.failed_grade_cells += [f"{g} (after restoring {exercise})" for g in _run(client, nb, cells)]
+                nb.cells[cells[0]].source = original
+                report.failed_grade_cells += [f"{g} (after restoring {exercise})" for g in _run(client, nb, cells)]
     return report
