@@ -134,9 +134,20 @@ def state_path(grading: Path, lab: str) -> Path:
     return grading / "classroom" / f"{lab}.json"
 
 
+def load_state(grading: Path, lab: str) -> dict[str, str]:
+    """student -> fingerprint of the submission last graded."""
+    path = state_path(grading, lab)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_state(grading: Path, lab: str, state: dict[str, str]) -> None:
+    state_path(grading, lab).parent.mkdir(parents=True, exist_ok=True)
+    state_path(grading, lab).write_text(json.dumps(state, indent=1))
+
+
 def plan(lab: str, grading: Path, release, source, regrade: bool) -> list[Job]:
     """One job per submission that changed since it was last graded (every submission with `regrade`)."""
-    state = json.loads(state_path(grading, lab).read_text()) if state_path(grading, lab).exists() else {}
+    state = load_state(grading, lab)
     tests_version = (ROOT / "solutions" / lab / f"{lab}.ipynb").read_bytes()
     jobs = []
     for folder in sorted((grading / "submitted").glob(f"*/{lab}")):
@@ -241,7 +252,7 @@ def grade_class(lab: str, grading: Path | None = None, workers: int | None = Non
     jobs = plan(lab, grading, release, source, regrade)
     n_workers = workers or os.cpu_count() or 1
     limits = limits or Limits(threads=max(1, (os.cpu_count() or 1) // n_workers))
-    state = json.loads(state_path(grading, lab).read_text()) if state_path(grading, lab).exists() else {}
+    state = load_state(grading, lab)
     runnable = [j for j in jobs if j.notebook is not None]
     for job in jobs:
         result.notes[job.student] = job.note
@@ -262,10 +273,8 @@ def grade_class(lab: str, grading: Path | None = None, workers: int | None = Non
                 if run["stopped"]:
                     result.notes[job.student] = "; ".join(filter(None, [job.note, run["stopped"]]))
                 state[job.student] = job.fingerprint
-                state_path(grading, lab).parent.mkdir(parents=True, exist_ok=True)
-                state_path(grading, lab).write_text(json.dumps(state, indent=1))
-    state_path(grading, lab).parent.mkdir(parents=True, exist_ok=True)
-    state_path(grading, lab).write_text(json.dumps(state, indent=1))
+                save_state(grading, lab, state)  # after each: an interrupted run keeps what it graded
+    save_state(grading, lab, state)
     result.graded = [j.student for j in jobs]
     result.scores = read_scores(lab, grading)
     result.wall_seconds = time.perf_counter() - start

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from autograders.classroom import grade_class
+from autograders.classroom import exercise_columns, grade_class
 from autograders.course import ROOT, lab_names, nbgrader, stale_releases
 from autograders.sandbox import Limits, sandbox_problem
 from autograders.mutation import load_mutants, mutate, nbgrader_meta, run_with_mutants, sections
@@ -45,10 +45,7 @@ def grade_cells(lab: str) -> dict[str, float]:
 
 def exercise_tests(lab: str) -> dict[str, list[str]]:
     """Exercise (solution grade_id) -> the grade cells of its section."""
-    nb = nbformat.read(source_of(lab), as_version=4)
-    graded = grade_cells(lab)
-    return {ex: [nbgrader_meta(nb.cells[i])["grade_id"] for i in idx if nbgrader_meta(nb.cells[i]).get("grade_id") in graded]
-            for ex, idx in sections(nb).items()}
+    return exercise_columns(nbformat.read(source_of(lab), as_version=4))
 
 
 # ------------------------------------------------------------------------------------------ static checks
