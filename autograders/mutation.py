@@ -91,14 +91,24 @@ def _failed(cell) -> bool:
     return score is None or score < max_score
 
 
-def _run(client: NotebookClient, nb, indices: list[int]) -> list[str]:
-    """Execute cells `indices` and return the grade_ids of grade cells that raised."""
+def _why(cell) -> str:
+    """The last line of the error (or of the stderr output) that cost a failed grade cell its points."""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return f"{out['ename']}: {out['evalue']}"
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stderr").strip()
+    return text.splitlines()[-1] if text else "partial credit"
+
+
+def _run(client: NotebookClient, nb, indices: list[int], explain: bool = False) -> list[str]:
+    """Execute cells `indices` and return the grade_ids of grade cells that lost points (with the reason: explain)."""
     failed = []
     for i in indices:
-        client.execute_cell(nb.cells[i], i)
-        meta = nbgrader_meta(nb.cells[i])
-        if meta.get("grade") and nb.cells[i].cell_type == "code" and _failed(nb.cells[i]):
-            failed.append(meta["grade_id"])
+        cell = nb.cells[i]
+        client.execute_cell(cell, i)
+        meta = nbgrader_meta(cell)
+        if meta.get("grade") and cell.cell_type == "code" and _failed(cell):
+            failed.append(f"{meta['grade_id']} ({_why(cell)})" if explain else meta["grade_id"])
     return failed
 
 
@@ -114,7 +124,7 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
         sampler = _RssSampler(client.km.provisioner.process.pid)
         sampler.start()
         start = time.perf_counter()
-        report.failed_grade_cells = _run(client, nb, list(range(len(nb.cells))))
+        report.failed_grade_cells = _run(client, nb, list(range(len(nb.cells))), explain=True)
         report.seconds = time.perf_counter() - start
         sampler.done.set()
         report.peak_rss_mb = sampler.peak
@@ -125,5 +135,6 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
                 nb.cells[cells[0]].source = mutate(original, code)
                 report.mutants.setdefault(exercise, {})[name] = _run(client, nb, cells)
                 nb.cells[cells[0]].source = original
-                report.failed_grade_cells += [f"{g} (after restoring {exercise})" for g in _run(client, nb, cells)]
+                report.failed_grade_cells += [f"after restoring {exercise}: {g}"
+                                              for g in _run(client, nb, cells, explain=True)]
     return report

@@ -5,9 +5,12 @@ loop (`calibrate_loops`), as `timeit.Timer.autorange` does, so one sample always
 """
 from __future__ import annotations
 
+import ctypes
 import statistics
+import sys
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 # The clock is captured when the library is imported, before any student code runs: a notebook that later replaces
 # time.perf_counter_ns (or time.perf_counter) cannot speed up its own measurements.
@@ -16,6 +19,45 @@ _clock_ns = time.perf_counter_ns
 # Each sample spans at least this long. Under load the scheduler preempts in slices of a few ms: a 2 ms sample is
 # either untouched or doubled, while samples of 20 ms or more on both sides see the same share of the CPU.
 MIN_SAMPLE_S = 20e-3
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+
+
+def _glibc():
+    """The C library if it is glibc (it has mallopt and malloc_trim), else None (macOS, musl, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None)
+    return libc if all(hasattr(libc, f) for f in ("mallopt", "malloc_trim", "gnu_get_libc_version")) else None
+
+
+@contextmanager
+def steady_heap() -> Iterator[None]:
+    """Keep freed memory in the process while timing, so a sample measures the computation, not the OS.
+
+    glibc hands a large temporary (>= 128 KB until its adaptive threshold rises) to the OS on free and maps fresh
+    pages on the next call: each call then pays a page fault per 4 KB page. On a virtual machine that costs more than
+    reading the same bytes (measured here: 36 MB of fresh temporaries per call added 21 ms to a 5 ms computation), and
+    whether it happens depends on what the process allocated before. Inside this context every allocation comes from
+    the heap and freed memory is kept, so warm-up leaves both sides in steady state; on exit the thresholds are those
+    glibc's adaptive scheme settles at after a large free (32 MB mmap, 64 MB trim) and the kept memory is returned.
+    Elsewhere than glibc this does nothing.
+    """
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_MAX, 65536)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+        libc.malloc_trim(0)
 
 
 def time_loops(fn: Callable[[], object], loops: int) -> float:
@@ -48,7 +90,8 @@ def interleaved_ratios(baseline: Callable[[], object], fast: Callable[[], object
     """Per-pair time ratios baseline/fast measured A/B interleaved in one process.
 
     Each repeat times both callables back to back, alternating which goes first (ABBA) so that a slow drift in
-    machine load affects both sides alike; the median of the pair ratios is then robust to load spikes.
+    machine load affects both sides alike; the median of the pair ratios is then robust to load spikes. Freed
+    memory stays in the process meanwhile (`steady_heap`).
 
     Args:
         baseline, fast: callables with no arguments.
@@ -57,17 +100,18 @@ def interleaved_ratios(baseline: Callable[[], object], fast: Callable[[], object
     Returns:
         (ratios, median seconds per baseline call, median seconds per fast call).
     """
-    for _ in range(warmup):
-        baseline()
-        fast()
-    loops_b, loops_f = calibrate_loops(baseline), calibrate_loops(fast)
     ratios, times_b, times_f = [], [], []
-    for i in range(repeats):
-        if i % 2 == 0:
-            tb, tf = time_loops(baseline, loops_b), time_loops(fast, loops_f)
-        else:
-            tf, tb = time_loops(fast, loops_f), time_loops(baseline, loops_b)
-        ratios.append(tb / tf)
-        times_b.append(tb)
-        times_f.append(tf)
+    with steady_heap():
+        for _ in range(warmup):
+            baseline()
+            fast()
+        loops_b, loops_f = calibrate_loops(baseline), calibrate_loops(fast)
+        for i in range(repeats):
+            if i % 2 == 0:
+                tb, tf = time_loops(baseline, loops_b), time_loops(fast, loops_f)
+            else:
+                tf, tb = time_loops(fast, loops_f), time_loops(baseline, loops_b)
+            ratios.append(tb / tf)
+            times_b.append(tb)
+            times_f.append(tf)
     return ratios, statistics.median(times_b), statistics.median(times_f)
