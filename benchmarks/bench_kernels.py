@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing, gpu_ms
 from tinyml_lib.kernels.reduction import VERSIONS as REDUCE_VERSIONS, reduce_sum, reduction_kernel
 from tinyml_lib.kernels.sgemm import VERSIONS as SGEMM_VERSIONS, launch_shape, sgemm, sgemm_kernel
 
@@ -37,18 +37,16 @@ def print_traffic(rows):
 def gpu_rows(n, size):
     """(kernel, ms, rate string, ratio to peer) per version, timed with CUDA events."""
     import cupy
-    from cupyx.profiler import benchmark
-    peer_ms = lambda f, *a: float(np.median(benchmark(f, a, n_repeat=50, n_warmup=5).gpu_times[0])) * 1e3
     x = cupy.random.standard_normal(n, dtype=cupy.float32)
     out = cupy.zeros(1, cupy.float32)
-    rows, t_peer = [], peer_ms(cupy.sum, x)
+    rows, t_peer = [], gpu_ms(cupy.sum, x)
     for v in REDUCE_VERSIONS:
         ms = reduction_kernel(v).time_gpu(max(1, -(-n // 256)), 256, (x, out, np.int32(n)), n_repeat=50) * 1e3
         rows.append((f"reduce_v{v}", ms, f"{4 * n / ms / 1e6:.1f} GB/s", t_peer / ms))
     rows.append(("cupy.sum", t_peer, f"{4 * n / t_peer / 1e6:.1f} GB/s", 1.0))
     a = cupy.random.standard_normal((size, size), dtype=cupy.float32)
     c = cupy.zeros((size, size), cupy.float32)
-    t_peer = peer_ms(cupy.matmul, a, a)
+    t_peer = gpu_ms(cupy.matmul, a, a)
     for v in SGEMM_VERSIONS:
         grid, block = launch_shape(v, size, size)
         args = (a, a, c, np.int32(size), np.int32(size), np.int32(size))
@@ -65,8 +63,7 @@ def main():
     args = parser.parse_args()
     print("Global-memory traffic per launch (CPU tier counters):")
     print_traffic(traffic_rows(args.n, args.size))
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     print("\nGPU time per launch (CUDA events, median of 50):")
     print(f"{'kernel':<24}{'ms':>10}{'throughput':>18}{'x peer':>9}")

@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing, gpu_ms
 from tinyml_lib.kernels.lut_gemv import VERSIONS, lut_gemv, pack_w4
 
 
@@ -27,11 +27,9 @@ def traffic_rows(n, k):
 
 def gpu_rows(n, k):
     import cupy
-    from cupyx.profiler import benchmark
     q, codebook, x, w = problem(n, k, cupy)
-    median_ms = lambda f: float(np.median(benchmark(f, (), n_repeat=50).gpu_times[0])) * 1e3
-    rows = [(f"lut_gemv_v{v}", median_ms(lambda: lut_gemv(q, codebook, x, v))) for v in VERSIONS]
-    return rows + [("cuBLAS float32 GEMV", median_ms(lambda: w @ x))]
+    rows = [(f"lut_gemv_v{v}", gpu_ms(lut_gemv, q, codebook, x, v)) for v in VERSIONS]
+    return rows + [("cuBLAS float32 GEMV", gpu_ms(cupy.matmul, w, x))]
 
 
 def main():
@@ -42,8 +40,7 @@ def main():
     print("Global-memory traffic per launch, CPU tier counters (256 x 512):")
     for name, loaded, stored in traffic_rows(256, 512):
         print(f"  {name:<14}{loaded:>12,} B loaded {stored:>8,} B stored")
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     print(f"\nGPU, {args.n} x {args.k} (CUDA events, median of 50):")
     for name, ms in gpu_rows(args.n, args.k):

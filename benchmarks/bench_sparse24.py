@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing, gpu_ms
 from tinyml_lib.kernels.sparse24 import VERSIONS, compress_24, sgemm24
 
 
@@ -27,18 +27,15 @@ def main():
     for v in VERSIONS:
         st = sgemm24(values, indices, b, v, counters=True)[1]
         print(f"sgemm24_v{v:<10}{st.bytes_loaded:>14,} B loaded{st.bytes_stored:>12,} B stored")
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     import cupy
-    from cupyx.profiler import benchmark
-    ms = lambda f, *a: float(np.median(benchmark(f, a, n_repeat=30, n_warmup=3).gpu_times[0])) * 1e3
     values, indices, pruned, b = (cupy.asarray(t) for t in operands(args.size))
     flops = 2 * args.size ** 3
-    t_dense = ms(cupy.matmul, pruned, b)
+    t_dense = gpu_ms(cupy.matmul, pruned, b, repeats=30, warmup=3)
     print(f"\nGPU ({args.size}^3, CUDA events):\ncuBLAS dense SGEMM   {t_dense:9.4f} ms {flops / t_dense / 1e9:8.2f} TFLOP/s")
     for v in VERSIONS:
-        t = ms(lambda: sgemm24(values, indices, b, v))
+        t = gpu_ms(sgemm24, values, indices, b, v, repeats=30, warmup=3)
         print(f"sgemm24_v{v}          {t:9.4f} ms {flops / t / 1e9:8.2f} dense-equivalent TFLOP/s ({t_dense / t:.2f}x)")
 
 

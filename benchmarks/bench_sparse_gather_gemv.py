@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing, gpu_ms
 from tinyml_lib.kernels.sparse_gather_gemv import pack_sign_bits, sparse_ffn, sparse_ffn_ref
 
 
@@ -37,16 +37,14 @@ def traffic_rows(dff, d):
 
 def gpu_rows(dff, d):
     import cupy
-    from cupyx.profiler import benchmark
     out = []
     for bias in (0.0, 0.1, 0.2):
         x, w1, b1, w2t, b2 = (cupy.asarray(a) for a in problem(dff, d, bias))
         signs = cupy.asarray(pack_sign_bits(w1.get()))
-        t_sparse = benchmark(sparse_ffn, (x, w1, b1, w2t, b2, 1.0, signs), n_repeat=30, n_warmup=3).gpu_times[0]
-        dense = lambda: cupy.maximum(w1 @ x + b1, 0) @ w2t + b2
-        t_dense = benchmark(dense, (), n_repeat=30, n_warmup=3).gpu_times[0]
+        ms_sparse = gpu_ms(sparse_ffn, x, w1, b1, w2t, b2, 1.0, signs, repeats=30, warmup=3)
+        ms_dense = gpu_ms(lambda: cupy.maximum(w1 @ x + b1, 0) @ w2t + b2, repeats=30, warmup=3)
         skipped = 1 - float((sparse_ffn(x, w1, b1, w2t, b2, 1.0, signs)[1] != 0).mean())
-        out.append((skipped, float(np.median(t_sparse)) * 1e3, float(np.median(t_dense)) * 1e3))
+        out.append((skipped, ms_sparse, ms_dense))
     return out
 
 
@@ -58,8 +56,7 @@ def main():
     print("Bytes read by the skipping FFN vs the dense weights, CPU tier counters (512 x 256):")
     for skipped, read, dense in traffic_rows(512, 256):
         print(f"  {skipped:5.0%} rows predicted zero: {read:>10,} B read ({read / dense:.0%} of the dense weights)")
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     print(f"\nGPU, FFN {args.d} x {args.dff} (CUDA events, median of 30):")
     for skipped, ms, dense_ms in gpu_rows(args.dff, args.d):

@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing, gpu_ms
 from tinyml_lib.kernels.sparse_matvec import VERSIONS, csc_from_dense, csr_from_dense, spmv, spmv_kernel
 
 SPARSITIES = (0.5, 0.9)
@@ -39,17 +39,15 @@ def gpu_rows(size, act_density):
     """(label, ms) per version and sparsity, CUDA events; cuBLAS dense GEMV and cuSPARSE CSR as peers."""
     import cupy
     import cupyx.scipy.sparse as csp
-    from cupyx.profiler import benchmark
-    ms = lambda f, *args: float(np.median(benchmark(f, args, n_repeat=50, n_warmup=5).gpu_times[0])) * 1e3
     rows = []
     for s in SPARSITIES:
         w, a = problem(size, s, act_density)
         wg, ag = cupy.asarray(w), cupy.asarray(a)
-        rows.append((f"cuBLAS dense GEMV {s:.0%}", ms(cupy.matmul, wg, ag)))
-        rows.append((f"cuSPARSE CSR SpMV {s:.0%}", ms(csp.csr_matrix(wg).dot, ag)))
+        rows.append((f"cuBLAS dense GEMV {s:.0%}", gpu_ms(cupy.matmul, wg, ag)))
+        rows.append((f"cuSPARSE CSR SpMV {s:.0%}", gpu_ms(csp.csr_matrix(wg).dot, ag)))
         for v in VERSIONS:
             f = tuple(cupy.asarray(t) for t in fmt(w, v))
-            rows.append((f"spmv_v{v} {s:.0%} (incl. queue)", ms(lambda: spmv(f, ag, size, v))))
+            rows.append((f"spmv_v{v} {s:.0%} (incl. queue)", gpu_ms(spmv, f, ag, size, v)))
     return rows
 
 
@@ -62,8 +60,7 @@ def main():
     print(f"Traffic per launch ({traffic_size}x{traffic_size}, CPU tier counters):")
     for label, loaded, atomics in traffic_rows(traffic_size, args.act_density):
         print(f"{label:<28}{loaded:>14,} B loaded{atomics:>10,} atomics")
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     print(f"\nGPU time ({args.size}x{args.size}, CUDA events, median of 50):")
     for label, ms in gpu_rows(args.size, args.act_density):

@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing
 from tinyml_lib.kernels.w4a16_gemv import VERSIONS, fp16_gemv, gemv_kernel, pack_w4, w4a16_gemv
 
 
@@ -62,8 +62,7 @@ def main():
     print("Global-memory traffic per launch, CPU tier counters (256 x 512):")
     for name, loaded, stored in traffic_rows(256, 512, args.group):
         print(f"  {name:<16}{loaded:>12,} B loaded {stored:>8,} B stored")
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     rows, peak = gpu_rows(args.n, args.k, args.group)
     print(f"\nGPU, {args.n} x {args.k}, peak bandwidth {peak / 1e9:.0f} GB/s (CUDA events, median of 50):")

@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 
 from tinyml_lib.grading import measure_speedup
-from tinyml_lib.kernels import gpu_available
+from gpu_timing import gpu_missing, gpu_ms
 from tinyml_lib.kernels.xnor_gemm import VERSIONS, pack_sign_rows, sgemm_nt, xnor_gemm
 
 
@@ -37,12 +37,10 @@ def cpu_rows(m, n, k):
 def gpu_rows(m, n, k):
     """(kernel, ms) per kernel on the GPU, CUDA events."""
     import cupy
-    from cupyx.profiler import benchmark
     a, b, a_bits, b_bits = problem(m, n, k, cupy)
-    median_ms = lambda f: float(np.median(benchmark(f, (), n_repeat=30).gpu_times[0])) * 1e3
-    rows = [(f"xnor_gemm_v{v}", median_ms(lambda: xnor_gemm(a_bits, b_bits, k, v))) for v in VERSIONS]
-    rows += [(f"sgemm_nt_v{v}", median_ms(lambda: sgemm_nt(a, b, v))) for v in VERSIONS]
-    return rows + [("cuBLAS float32", median_ms(lambda: a @ b.T))]
+    rows = [(f"xnor_gemm_v{v}", gpu_ms(xnor_gemm, a_bits, b_bits, k, v, repeats=30)) for v in VERSIONS]
+    rows += [(f"sgemm_nt_v{v}", gpu_ms(sgemm_nt, a, b, v, repeats=30)) for v in VERSIONS]
+    return rows + [("cuBLAS float32", gpu_ms(cupy.matmul, a, b.T, repeats=30))]
 
 
 def main():
@@ -54,8 +52,7 @@ def main():
     print(f"CPU tier, {args.m} x {args.n} x {args.k} (median of interleaved pairs):")
     for name, result in cpu_rows(args.m, args.n, args.k):
         print(f"  {name:<40}{result.ratio:>8.2f}x  ({result.baseline_s * 1e3:.2f} ms vs {result.fast_s * 1e3:.2f} ms)")
-    if not gpu_available():
-        print("GPU timing skipped: no CUDA device (install requirements-gpu.txt on a machine with an NVIDIA GPU).")
+    if gpu_missing():
         return
     print(f"\nGPU, {args.m} x {args.n} x {args.k} (CUDA events, median of 30):")
     for name, ms in gpu_rows(args.m, args.n, args.k):

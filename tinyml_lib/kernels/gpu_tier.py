@@ -99,8 +99,12 @@ def launch_gpu(kernel, grid, block, args, shared_mem):
     kernel(grid, block, args, shared_mem=shared_mem)
 
 
-def time_gpu(kernel, grid, block, args, shared_mem=0, n_repeat=20, n_warmup=3):
-    """Median seconds per launch, measured with CUDA events (cupyx.profiler.benchmark)."""
+def time_gpu_call(fn, *args, n_repeat=20, n_warmup=3):
+    """Median seconds per call of fn(*args) on the GPU, measured with CUDA events (cupyx.profiler.benchmark)."""
     from cupyx.profiler import benchmark
-    result = benchmark(launch_gpu, (kernel, grid, block, args, shared_mem), n_repeat=n_repeat, n_warmup=n_warmup)
-    return float(np.median(result.gpu_times[0]))
+    return float(np.median(benchmark(fn, args, n_repeat=n_repeat, n_warmup=n_warmup).gpu_times[0]))
+
+
+def time_gpu(kernel, grid, block, args, shared_mem=0, n_repeat=20, n_warmup=3):
+    """Median seconds per launch of a compiled kernel, measured with CUDA events."""
+    return time_gpu_call(launch_gpu, kernel, grid, block, args, shared_mem, n_repeat=n_repeat, n_warmup=n_warmup)

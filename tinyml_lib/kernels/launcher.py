@@ -55,6 +55,17 @@ def kernel_file(filename):
     return path
 
 
+def host_arrays(*arrays):
+    """The arrays as NumPy arrays (CuPy arrays are copied from the GPU): what a `_ref` computes on."""
+    return tuple(a.get() if gpu_tier.is_cupy_array(a) else np.asarray(a) for a in arrays)
+
+
+def check_version(version, versions):
+    """Raise ValueError unless `version` is one of a kernel family's `versions`."""
+    if version not in versions:
+        raise ValueError(f"version must be one of {tuple(versions)}, got {version!r}")
+
+
 def array_module(x):
     """cupy for a CuPy array, numpy otherwise: lets a launcher allocate its output on the input's device."""
     if gpu_tier.is_cupy_array(x):

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, host_arrays, kernel_file, load_kernel
 from .w4a16_gemv import pack_w4, unpack_w4
 
 VERSIONS = (1, 2)
@@ -16,7 +16,7 @@ __all__ = ["VERSIONS", "lut_gemv", "lut_gemv_ref", "pack_w4", "unpack_w4"]
 
 def lut_gemv_ref(idx_words, codebook, x):
     """Reference in float64, rounded to float32. idx_words (N, K/8) uint32, codebook (16,), x (K,) float32 -> (N,)."""
-    idx_words, codebook, x = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (idx_words, codebook, x))
+    idx_words, codebook, x = host_arrays(idx_words, codebook, x)
     w = codebook.astype(np.float64)[unpack_w4(idx_words)]                              # (N, K)
     return (w @ x.astype(np.float64)).astype(np.float32)
 
@@ -24,8 +24,7 @@ def lut_gemv_ref(idx_words, codebook, x):
 @lru_cache(maxsize=None)
 def lut_kernel(version, rows=4):
     """The loaded Kernel `lut_gemv_v{version}` with ROWS defined."""
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     return load_kernel(kernel_file("lut_gemv.cu"), f"lut_gemv_v{version}", defines={"ROWS": rows})
 
 

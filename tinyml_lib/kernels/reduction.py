@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, kernel_file, load_kernel
 
 VERSIONS = (1, 2, 3)
 
@@ -27,8 +27,7 @@ def reduce_sum_ref(x):
 @lru_cache(maxsize=None)
 def reduction_kernel(version, block=256):
     """The loaded Kernel `reduce_v{version}` with BLOCK threads per block."""
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     return load_kernel(kernel_file("reduction.cu"), f"reduce_v{version}", defines={"BLOCK": block})
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, host_arrays, kernel_file, load_kernel
 
 VERSIONS = (1, 2, 3)
 
@@ -33,15 +33,14 @@ def sgemm_ref(a, b):
     Returns:
         (M, N) float32 NumPy array.
     """
-    a, b = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (a, b))
+    a, b = host_arrays(a, b)
     return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
 
 
 @lru_cache(maxsize=None)
 def sgemm_kernel(version, config=SgemmConfig()):
     """The loaded Kernel `sgemm_v{version}` with the config's #defines."""
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     c = config
     defines = {"TILE": c.tile, "BM": c.bm, "BN": c.bn, "BK": c.bk, "TM": c.tm, "TN": c.tn}
     return load_kernel(kernel_file("sgemm.cu"), f"sgemm_v{version}", defines=defines)

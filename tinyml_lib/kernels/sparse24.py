@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, host_arrays, kernel_file, load_kernel
 
 VERSIONS = (1, 2)
 
@@ -32,15 +32,14 @@ def compress_24(a):
 
 def sgemm24_ref(pruned, b):
     """Reference product of the dense 2:4-pruned A (M, K) and B (K, N) in float64, rounded to float32 (NumPy)."""
-    pruned, b = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (pruned, b))
+    pruned, b = host_arrays(pruned, b)
     return (pruned.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
 
 
 @lru_cache(maxsize=None)
 def sgemm24_kernel(version, tile=16):
     """The loaded Kernel `sgemm24_v{version}` with TILE = tile."""
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     return load_kernel(kernel_file("sparse24_gemm.cu"), f"sgemm24_v{version}", defines={"TILE": tile})
 
 

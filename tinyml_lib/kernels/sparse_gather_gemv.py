@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, host_arrays, kernel_file, load_kernel
 
 
 def pack_sign_bits(a):
@@ -25,7 +25,7 @@ def sparse_ffn_ref(x, w1, b1, w2t, b2, alpha):
     Returns:
         (y (D,) float32, active (DFF,) bool): the output with predicted-zero rows skipped, and the predictor's mask.
     """
-    x, w1, b1, w2t, b2 = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (x, w1, b1, w2t, b2))
+    x, w1, b1, w2t, b2 = host_arrays(x, w1, b1, w2t, b2)
     d = x.shape[0]
     n_neg = np.bitwise_count(pack_sign_bits(w1) ^ pack_sign_bits(x)).sum(-1, dtype=np.int64)
     active = ~(n_neg.astype(np.float32) > np.float32(alpha) * (d - n_neg).astype(np.float32))

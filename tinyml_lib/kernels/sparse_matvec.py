@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, host_arrays, kernel_file, load_kernel
 
 VERSIONS = (1, 2)
 
@@ -35,15 +35,14 @@ def activation_queue(a):
 
 def spmv_ref(w, a):
     """Reference y = w @ a in float64, rounded to float32. w: (rows, cols) dense, a: (cols,). NumPy result."""
-    w, a = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (w, a))
+    w, a = host_arrays(w, a)
     return (w.astype(np.float64) @ a.astype(np.float64)).astype(np.float32)
 
 
 @lru_cache(maxsize=None)
 def spmv_kernel(version):
     """The loaded Kernel `spmv_v{version}`."""
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     return load_kernel(kernel_file("sparse_matvec.cu"), f"spmv_v{version}")
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, host_arrays, kernel_file, load_kernel
 
 VERSIONS = (1, 2)
 
@@ -35,7 +35,7 @@ def w4a16_gemv_ref(qweight, scales, zeros, x, group=64):
     Returns:
         (N,) float32 NumPy array.
     """
-    qweight, scales, zeros, x = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (qweight, scales, zeros, x))
+    qweight, scales, zeros, x = host_arrays(qweight, scales, zeros, x)
     codes = unpack_w4(qweight).astype(np.float64)
     w = (codes - np.repeat(zeros, group, axis=1)) * np.repeat(scales.astype(np.float64), group, axis=1)
     return (w @ x.astype(np.float64)).astype(np.float32)
@@ -56,8 +56,7 @@ def w4a16_gemv(qweight, scales, zeros, x, version=2, group=64, rows=4, check=Non
     Returns:
         (N,) float32, or (y, LaunchStats) when counters=True.
     """
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     n, words = qweight.shape
     k = 8 * words
     if x.shape != (k,) or scales.shape != (n, k // group) or zeros.shape != scales.shape or k % group:

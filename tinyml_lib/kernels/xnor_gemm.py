@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .launcher import array_module, ceil_div, kernel_file, load_kernel
+from .launcher import array_module, ceil_div, check_version, host_arrays, kernel_file, load_kernel
 
 VERSIONS = (1, 2)
 
@@ -22,7 +22,7 @@ def pack_sign_rows(x):
 
 def xnor_gemm_ref(a_bits, b_bits, k):
     """Reference: (M, W) and (N, W) uint32 sign words, K valid bits -> (M, N) int32 = K - 2 popcount(a ^ b)."""
-    a_bits, b_bits = (t.get() if hasattr(t, "get") else np.asarray(t) for t in (a_bits, b_bits))
+    a_bits, b_bits = host_arrays(a_bits, b_bits)
     disagree = np.bitwise_count(a_bits[:, None, :] ^ b_bits[None, :, :]).sum(-1, dtype=np.int64)
     return (k - 2 * disagree).astype(np.int32)
 
@@ -50,8 +50,7 @@ def xnor_gemm(a_bits, b_bits, k, version=1, tile=16, check=None, counters=False)
     Returns:
         (M, N) int32, or (C, LaunchStats) when counters=True.
     """
-    if version not in VERSIONS:
-        raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+    check_version(version, VERSIONS)
     if a_bits.dtype != np.uint32 or b_bits.dtype != np.uint32 or a_bits.shape[1:] != (ceil_div(k, 32),) \
             or b_bits.shape[1:] != a_bits.shape[1:]:
         raise ValueError(f"expected uint32 (M, {ceil_div(k, 32)}) and (N, {ceil_div(k, 32)}) for K={k}, got "
