@@ -22,7 +22,7 @@ MIN_SAMPLE_S = 20e-3
 
 
 # glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 def _glibc():
@@ -37,25 +37,23 @@ def _glibc():
 def steady_heap() -> Iterator[None]:
     """Keep freed memory in the process while timing, so a sample measures the computation, not the OS.
 
-    glibc hands a large temporary (>= 128 KB until its adaptive threshold rises) to the OS on free and maps fresh
+    glibc hands a large temporary (>= 128 KB until its adaptive threshold rises) back to the OS on free and maps fresh
     pages on the next call: each call then pays a page fault per 4 KB page. On a virtual machine that costs more than
     reading the same bytes (measured here: 36 MB of fresh temporaries per call added 21 ms to a 5 ms computation), and
-    whether it happens depends on what the process allocated before. Inside this context every allocation comes from
-    the heap and freed memory is kept, so warm-up leaves both sides in steady state; on exit the thresholds are those
-    glibc's adaptive scheme settles at after a large free (32 MB mmap, 64 MB trim) and the kept memory is returned.
-    Elsewhere than glibc this does nothing.
+    whether it happens depends on what the process allocated before. Inside this context temporaries below 32 MB (the
+    largest mmap threshold glibc accepts) come from the heap and freed heap memory is kept, so warm-up leaves both
+    sides in steady state. On exit the thresholds are those glibc's adaptive scheme settles at after a large free
+    (32 MB mmap, 64 MB trim) and the kept memory is returned. Elsewhere than glibc this does nothing.
     """
     libc = _glibc()
     if libc is None:
         yield
         return
-    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
     try:
         yield
     finally:
-        libc.mallopt(_M_MMAP_MAX, 65536)
-        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
         libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
         libc.malloc_trim(0)
 
