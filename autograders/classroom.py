@@ -234,8 +234,10 @@ def _client(workers: int | None, scheduler: str | None):
         with Client(scheduler) as client:
             yield client
         return
+    # No dashboard; the scheduler's own HTTP routes (health, metrics) listen on loopback at a free port, not on :8787.
     with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, memory_limit=0,
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+                      dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
