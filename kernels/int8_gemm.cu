@@ -15,8 +15,12 @@
 //               into the int32 accumulator in one instruction, and each load brings four codes.
 // int8_gemm_v3: v2 on TILE x TILE shared-memory tiles of words: a block stages TILE rows of X and TILE rows of W
 //               (TILE words each) and every thread reuses them TILE times, so global loads drop by a factor TILE.
+// int8_gemm_v4: v3's tiles with a float epilogue for the W8A8 linears of an LLM (SmoothQuant, Lab 07): X codes carry a
+//               float scale per token (row), W codes a float scale per output channel, and the int32 sum is scaled
+//               once per output, Y[r, c] = sx[r] sw[c] acc + bias[c] in float32 (no requantization: the next layer
+//               takes float activations). Y (M, N) float; sx (M,), sw (N,), bias (N,) float.
 //
-// Tuning: TILE (v3; block = TILE x TILE threads, x along the output channels). v1, v2: any 2-D block.
+// Tuning: TILE (v3, v4; block = TILE x TILE threads, x along the output channels). v1, v2: any 2-D block.
 #ifndef TILE
 #define TILE 16
 #endif
@@ -50,14 +54,12 @@ __global__ void int8_gemm_v2(const int* __restrict__ X, const int* __restrict__ 
   Y[(size_t)r * N + c] = requant_int8(acc, m0[c], shift[c], zy);
 }
 
-__global__ void int8_gemm_v3(const int* __restrict__ X, const int* __restrict__ W, const int* __restrict__ bias,
-                             const int* __restrict__ m0, const int* __restrict__ shift, signed char* __restrict__ Y,
-                             int M, int N, int K, int zy) {
-  __shared__ int Xs[TILE][TILE + 1];  // +1: threads of a warp read a column without bank conflicts
-  __shared__ int Ws[TILE][TILE + 1];
+// The int32 sum over k of X[r, k] W[c, k] for thread (x = c, y = r) of the block, on TILE x TILE shared tiles of words.
+// Rows and words past the edges are staged as zeros (they add nothing), so every thread runs every barrier.
+__device__ __forceinline__ int dp4a_tiled(const int* __restrict__ X, const int* __restrict__ W, int M, int N, int words,
+                                          int (*Xs)[TILE + 1], int (*Ws)[TILE + 1]) {
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int r = blockIdx.y * TILE + ty, c = blockIdx.x * TILE + tx;
-  const int words = K / 4, wrow = blockIdx.x * TILE + ty;  // thread (tx, ty) stages word tx of W row wrow
+  const int r = blockIdx.y * TILE + ty, wrow = blockIdx.x * TILE + ty;  // thread (tx, ty) stages word tx of W row wrow
   int acc = 0;
   for (int w0 = 0; w0 < words; w0 += TILE) {
     Xs[ty][tx] = (r < M && w0 + tx < words) ? X[(size_t)r * words + w0 + tx] : 0;
@@ -67,6 +69,27 @@ __global__ void int8_gemm_v3(const int* __restrict__ X, const int* __restrict__ 
       acc = __dp4a(Xs[ty][w], Ws[tx][w], acc);
     __syncthreads();  // everyone is done before the tiles are overwritten
   }
+  return acc;
+}
+
+__global__ void int8_gemm_v3(const int* __restrict__ X, const int* __restrict__ W, const int* __restrict__ bias,
+                             const int* __restrict__ m0, const int* __restrict__ shift, signed char* __restrict__ Y,
+                             int M, int N, int K, int zy) {
+  __shared__ int Xs[TILE][TILE + 1];  // +1: threads of a warp read a column without bank conflicts
+  __shared__ int Ws[TILE][TILE + 1];
+  const int r = blockIdx.y * TILE + threadIdx.y, c = blockIdx.x * TILE + threadIdx.x;
+  const int acc = dp4a_tiled(X, W, M, N, K / 4, Xs, Ws);
   if (r < M && c < N)
     Y[(size_t)r * N + c] = requant_int8(acc + bias[c], m0[c], shift[c], zy);
+}
+
+__global__ void int8_gemm_v4(const int* __restrict__ X, const float* __restrict__ sx, const int* __restrict__ W,
+                             const float* __restrict__ sw, const float* __restrict__ bias, float* __restrict__ Y,
+                             int M, int N, int K) {
+  __shared__ int Xs[TILE][TILE + 1];
+  __shared__ int Ws[TILE][TILE + 1];
+  const int r = blockIdx.y * TILE + threadIdx.y, c = blockIdx.x * TILE + threadIdx.x;
+  const int acc = dp4a_tiled(X, W, M, N, K / 4, Xs, Ws);
+  if (r < M && c < N)
+    Y[(size_t)r * N + c] = sx[r] * sw[c] * (float)acc + bias[c];  // the only float work: one multiply-add per output
 }

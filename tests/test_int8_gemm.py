@@ -1,11 +1,14 @@
 """kernels/int8_gemm.cu: every version vs int8_gemm_ref on ragged and even shapes (CPU tier; GPU when present); the
-reference agrees with Lab 03's requantize(int_linear(...)); bounds/race checks; __dp4a words and tiling in the traffic."""
+reference agrees with Lab 03's requantize(int_linear(...)); bounds/race checks; __dp4a words and tiling in the traffic.
+Version 4 (float epilogue, per-token x per-channel scales) vs int8_gemm_scaled_ref, and against Lab 07's W8A8 fake
+quantization: the integer kernel computes what the float simulation simulates."""
 import numpy as np
 import pytest
 import torch
 
 from tinyml_lib.kernels import gpu_available
-from tinyml_lib.kernels.int8_gemm import VERSIONS, int8_gemm, int8_gemm_ref
+from tinyml_lib.kernels.int8_gemm import VERSIONS, int8_gemm, int8_gemm_ref, int8_gemm_scaled, int8_gemm_scaled_ref
+from tinyml_lib.llm.smoothquant import fake_quant_int8, int8_symmetric
 from tinyml_lib.quantization.integer import int_linear, quantize_multiplier, requantize
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="no CUDA device (CuPy missing or cupy.is_available() False)")
@@ -77,6 +80,70 @@ def test_rejects_bad_input():
         int8_gemm(x, w, bias, m0, np.full(5, 40, np.int32), zy)
 
 
+def scaled_problem(m, n, k, seed=0):
+    """int8 codes, positive float32 scales per token and per channel, a float32 bias."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-127, 128, (m, k), dtype=np.int8), rng.uniform(1e-3, 0.1, m).astype(np.float32),
+            rng.integers(-127, 128, (n, k), dtype=np.int8), rng.uniform(1e-4, 0.01, n).astype(np.float32),
+            rng.standard_normal(n).astype(np.float32))
+
+
+def assert_scaled_close(got, want):
+    # Exact int32 sums; float32 epilogue, where a compiler may fuse the multiply-add (one rounding less).
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES + [(16, 576, 576)])
+def test_scaled_matches_ref_cpu(m, n, k):
+    args = scaled_problem(m, n, k)
+    assert_scaled_close(int8_gemm_scaled(*args), int8_gemm_scaled_ref(*args))
+
+
+def test_scaled_without_bias_and_other_tile():
+    x, sx, w, sw, _ = scaled_problem(40, 33, 101, seed=1)
+    assert_scaled_close(int8_gemm_scaled(x, sx, w, sw, tile=8), int8_gemm_scaled_ref(x, sx, w, sw))
+    assert_scaled_close(int8_gemm_scaled_ref(x, sx, w, sw), sx[:, None] * sw * (x.astype(np.float64) @ w.T.astype(np.float64)))
+
+
+@pytest.mark.parametrize("check", ["bounds", "race"])
+def test_scaled_clean_under_checks(check):
+    args = scaled_problem(21, 35, 70, seed=2)
+    assert_scaled_close(int8_gemm_scaled(*args, check=check), int8_gemm_scaled_ref(*args))
+
+
+def test_scaled_traffic():
+    m = n = 64
+    k = 128
+    _, stats = int8_gemm_scaled(*scaled_problem(m, n, k), counters=True)
+    assert stats.bytes_loaded == 2 * m * n * k // 16 + 12 * m * n  # tiles as in v3; sx, sw and bias per output
+    assert stats.bytes_stored == 4 * m * n                           # one float32 per output
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+def test_scaled_is_the_w8a8_simulation(per_token):
+    # Lab 07's W8A8: symmetric int8 weights per output channel, activations per tensor (or per token); a few
+    # outlier input channels, as in an LLM. The float product of the fake-quantized tensors is the kernel's output.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 96, generator=g) * torch.where(torch.arange(96) % 31 == 0, 40.0, 1.0)
+    w = torch.randn(80, 96, generator=g) * 0.05
+    (xq, sx), (wq, sw) = int8_symmetric(x, dim=1 if per_token else None), int8_symmetric(w, dim=1)
+    want = fake_quant_int8(x, dim=1 if per_token else None) @ fake_quant_int8(w, dim=1).T
+    got = int8_gemm_scaled(xq.numpy(), sx.expand(16, 1).flatten().contiguous().numpy(), wq.numpy(), sw.reshape(80).numpy())
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+def test_scaled_rejects_bad_input():
+    x, sx, w, sw, bias = scaled_problem(4, 5, 8)
+    with pytest.raises(ValueError, match="int8 x"):
+        int8_gemm_scaled(x.astype(np.int32), sx, w, sw, bias)
+    with pytest.raises(ValueError, match="int8 x"):
+        int8_gemm_scaled(x, sx, w[:, :4], sw, bias)
+    with pytest.raises(ValueError, match="float32 sx"):
+        int8_gemm_scaled(x, sx[:3], w, sw, bias)
+    with pytest.raises(ValueError, match="float32 sx"):
+        int8_gemm_scaled(x, sx, w, sw.astype(np.float64), bias)
+
+
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("version", VERSIONS)
@@ -86,3 +153,12 @@ def test_matches_ref_gpu(version, m, n, k):
     x, w, bias, m0, shift, zy = problem(m, n, k)
     got = int8_gemm(*(cupy.asarray(t) for t in (x, w, bias, m0, shift)), zy, version=version)
     np.testing.assert_array_equal(cupy.asnumpy(got), int8_gemm_ref(x, w, bias, m0, shift, zy))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("m,n,k", SHAPES + [(16, 576, 576)])
+def test_scaled_matches_ref_gpu(m, n, k):
+    import cupy
+    args = scaled_problem(m, n, k)
+    assert_scaled_close(cupy.asnumpy(int8_gemm_scaled(*(cupy.asarray(t) for t in args))), int8_gemm_scaled_ref(*args))

@@ -1,6 +1,7 @@
 """Plausible wrong answers for Lab 07's exercises: each must lose points (tests/test_labs.py runs them).
 
-Sections that re-run SmolLM2 perplexities are expensive, so their exercises carry two decisive mutants each.
+Sections that re-run SmolLM2 perplexities are expensive, so their exercises carry few decisive mutants (two each;
+wanda_mask four, two of them for the N:M path that the 2:4 check on SmolLM2 grades).
 """
 
 MUTANTS = {
@@ -149,19 +150,27 @@ MUTANTS = {
             n, m = n_m
             return row_mask(scores.reshape(-1, m), (m - n) / m).reshape(w.shape)
         """,
-        "squared activation norm": """
-            scores = w.abs() * x_norm ** 2
-            if n_m is None:
-                return row_mask(scores, sparsity)
-            n, m = n_m
-            return row_mask(scores.reshape(-1, m), (m - n) / m).reshape(w.shape)
-        """,
         "N:M keeps m - n instead of n": """
             scores = w.abs() * x_norm
             if n_m is None:
                 return row_mask(scores, sparsity)
             n, m = n_m
             return row_mask(scores.reshape(-1, m), n / m).reshape(w.shape)
+        """,
+        "N:M by |W| alone (the activations used only without n_m)": """
+            scores = w.abs() * x_norm
+            if n_m is None:
+                return row_mask(scores, sparsity)
+            n, m = n_m
+            return row_mask(w.abs().reshape(-1, m), (m - n) / m).reshape(w.shape)
+        """,
+        "N:M blocks of m output rows (down the columns) instead of m inputs": """
+            scores = w.abs() * x_norm
+            if n_m is None:
+                return row_mask(scores, sparsity)
+            n, m = n_m
+            blocks = scores.T.reshape(-1, m)  # (in * out / m, m)
+            return row_mask(blocks, (m - n) / m).reshape(w.shape[1], w.shape[0]).T
         """,
     },
     "smoothing_factors": {

@@ -55,8 +55,21 @@ def fold_smoothing_(prev: torch.Tensor, weights: list[torch.Tensor], s: torch.Te
         w.mul_(s)  # broadcast over rows: column j times s_j
 
 
-def _fake_quant_int8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return torch.round(x / scale).clamp(-127, 127) * scale
+def int8_symmetric(t: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of t and their scale max|t| / 127: one scale per tensor (dim None) or per slice of `dim`.
+
+    Returns:
+        (codes int8 shaped like t, in [-127, 127]; scale float32, 0-d or with `dim` kept as size 1).
+    """
+    absmax = t.abs().amax() if dim is None else t.abs().amax(dim=dim, keepdim=True)
+    scale = absmax.clamp(min=1e-8) / 127
+    return torch.round(t / scale).clamp(-127, 127).to(torch.int8), scale
+
+
+def fake_quant_int8(t: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """t rounded to its symmetric int8 grid (`int8_symmetric`), kept in float32: codes * scale."""
+    codes, scale = int8_symmetric(t, dim)
+    return codes.float() * scale
 
 
 @torch.no_grad()
@@ -69,9 +82,8 @@ def quantize_model_w8a8_(model) -> list:
     from tinyml_lib.llm.calibration import block_linears
     handles = []
     for linear in block_linears(model).values():
-        w = linear.weight
-        w.copy_(_fake_quant_int8(w, w.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127))
-        hook = lambda _m, args: (_fake_quant_int8(args[0], args[0].abs().amax().clamp(min=1e-8) / 127),)
+        linear.weight.copy_(fake_quant_int8(linear.weight, dim=1))  # per output channel
+        hook = lambda _m, args: (fake_quant_int8(args[0]),)            # per tensor, on the fly
         handles.append(linear.register_forward_pre_hook(hook))
     return handles
 

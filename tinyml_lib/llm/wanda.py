@@ -72,7 +72,8 @@ def prune_model_(model, inputs: dict[str, torch.Tensor] | None, sparsity: float 
 
     Args:
         model: a transformers LlamaForCausalLM (modified in place).
-        inputs: {linear name: (N, in) calibration inputs} (from `capture_inputs`), or None for magnitude pruning.
+        inputs: {linear name: (N, in) calibration inputs} (from `capture_inputs`), or None for magnitude pruning
+            (N:M magnitude pruning is `wanda_mask` with every activation norm 1).
         sparsity, n_m: as in `wanda_mask`.
     Returns:
         float, the fraction of block-linear weights set to zero.
@@ -80,10 +81,11 @@ def prune_model_(model, inputs: dict[str, torch.Tensor] | None, sparsity: float 
     from tinyml_lib.llm.calibration import block_linears
     zeros = total = 0
     for name, linear in block_linears(model).items():
-        if inputs is None:
+        if inputs is None and n_m is None:
             mask = magnitude_mask(linear.weight, sparsity)
         else:
-            mask = wanda_mask(linear.weight, inputs[name].norm(dim=0), sparsity, n_m)
+            x_norm = inputs[name].norm(dim=0) if inputs is not None else torch.ones(linear.in_features)
+            mask = wanda_mask(linear.weight, x_norm, sparsity, n_m)
         linear.weight.mul_(mask)
         zeros, total = zeros + int((~mask).sum()), total + mask.numel()
     return zeros / total
