@@ -1,9 +1,11 @@
 """How often does a graded speed check fail a correct solution (or pass a slow one) on a loaded machine?
 
-Runs Lab 01's batching check (target lab01.batched_speedup) N times while `--load` busy processes compete for the
-cores, and counts false failures of the correct solution and false passes of the per-sample loop.
+Runs a graded speed check N times while `--load` busy processes compete for the cores, and counts false failures of
+the correct solution and false passes of the slow answer:
+  batched     Lab 01's batching check (lab01.batched_speedup): batched GEMM vs a per-sample loop.
+  sparse_ffn  Lab 07's row-skipping FFN (lab07.sparse_ffn_speedup): 4096 x 11008, 90% of rows skipped, vs the dense FFN.
 
-    OMP_NUM_THREADS=1 python benchmarks/speed_check_flakes.py --runs 200 --load 2
+    OMP_NUM_THREADS=1 python benchmarks/speed_check_flakes.py --runs 200 --load 2 [--check sparse_ffn]
 """
 from __future__ import annotations
 
@@ -30,34 +32,57 @@ def check(fast, baseline, min_ratio) -> tuple[bool, float]:
         return False, float(str(err).split("x", 1)[0].split()[-1])
 
 
+def batched_check(shape):
+    """(fast, slow, threshold) of Lab 01's batching check on (out, in, batch) = shape."""
+    rng = np.random.default_rng(0)
+    out_f, in_f, batch = shape
+    w = rng.standard_normal((out_f, in_f), dtype=np.float32)
+    x = rng.standard_normal((batch, in_f), dtype=np.float32)
+    return (lambda: x @ w.T), (lambda: np.stack([w @ xi for xi in x])), target("lab01.batched_speedup")
+
+
+def sparse_ffn_check(shape):
+    """(fast, slow, threshold) of Lab 07's skipping-FFN check on a (d, d_ff) FFN with 10% of its rows active."""
+    import torch
+    from tinyml_lib.llm.sparseinfer import ffn_dense, sparse_ffn
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    d, d_ff = shape[:2]
+    w1, w2t = torch.randn(d_ff, d, generator=g) / d ** 0.5, torch.randn(d_ff, d, generator=g) / d_ff ** 0.5
+    b1, b2, x = torch.zeros(d_ff), torch.zeros(d), torch.randn(d, generator=g)
+    active = torch.randperm(d_ff, generator=g)[:d_ff // 10].sort().values
+    return (lambda: sparse_ffn(x, w1, b1, w2t, b2, active)), (lambda: ffn_dense(x, w1, b1, w2t, b2)), \
+        target("lab07.sparse_ffn_speedup")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--load", type=int, default=2, help="busy background processes")
     parser.add_argument("--slow-runs", type=int, default=20, help="runs of the slow (wrong) answer")
-    parser.add_argument("--shape", type=int, nargs=3, default=(4096, 4096, 64), help="out, in, batch (as in Lab 01)")
+    parser.add_argument("--check", choices=("batched", "sparse_ffn"), default="batched")
+    parser.add_argument("--shape", type=int, nargs="+", default=None,
+                        help="batched: out in batch (default 4096 4096 64); sparse_ffn: d d_ff (default 4096 11008)")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    out_f, in_f, batch = args.shape
-    w = rng.standard_normal((out_f, in_f), dtype=np.float32)
-    x = rng.standard_normal((batch, in_f), dtype=np.float32)
-    loop = lambda: np.stack([w @ xi for xi in x])  # noqa: E731
-    min_ratio = target("lab01.batched_speedup")
+    if args.check == "batched":
+        fast, slow, min_ratio = batched_check(args.shape or (4096, 4096, 64))
+    else:
+        fast, slow, min_ratio = sparse_ffn_check(args.shape or (4096, 11008))
     procs = [mp.Process(target=burn, args=(time.time() + 3600,), daemon=True) for _ in range(args.load)]
     for p in procs:
         p.start()
     start = time.time()
     try:
-        good = [check(lambda: x @ w.T, loop, min_ratio) for _ in range(args.runs)]
-        bad = [check(loop, loop, min_ratio) for _ in range(args.slow_runs)]
+        good = [check(fast, slow, min_ratio) for _ in range(args.runs)]
+        bad = [check(slow, slow, min_ratio) for _ in range(args.slow_runs)]
     finally:
         for p in procs:
             p.terminate()
     ratios = np.array([r for _, r in good])
-    print(f"{args.runs} runs of a correct solution under {args.load} busy processes: "
+    print(f"{args.check}: {args.runs} runs of a correct solution under {args.load} busy processes: "
           f"{sum(not ok for ok, _ in good)} false failures; ratio min {ratios.min():.2f}x, median "
           f"{np.median(ratios):.2f}x, threshold {min_ratio}x")
-    print(f"{args.slow_runs} runs of the per-sample loop: {sum(ok for ok, _ in bad)} false passes")
+    print(f"{args.slow_runs} runs of the slow answer against itself: {sum(ok for ok, _ in bad)} false passes")
     print(f"{time.time() - start:.0f} s")
 
 
