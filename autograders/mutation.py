@@ -100,15 +100,24 @@ def _why(cell) -> str:
     return text.splitlines()[-1] if text else "partial credit"
 
 
-def _run(client: NotebookClient, nb, indices: list[int], explain: bool = False) -> list[str]:
-    """Execute cells `indices` and return the grade_ids of grade cells that lost points (with the reason: explain)."""
+def _run(client: NotebookClient, nb, indices: list[int], explain: bool = False, ungraded: bool = False) -> list[str]:
+    """Execute cells `indices` and return the grade_ids of grade cells that lost points.
+
+    With `explain` (runs of the solution) each entry says why. With `ungraded` (the top-to-bottom run of the solution)
+    an ungraded code cell that raised counts too: a demonstration that fails on the solution is a broken lab even
+    though no points depend on it.
+    """
     failed = []
     for i in indices:
         cell = nb.cells[i]
         client.execute_cell(cell, i)
+        if cell.cell_type != "code":
+            continue
         meta = nbgrader_meta(cell)
-        if meta.get("grade") and cell.cell_type == "code" and _failed(cell):
+        if meta.get("grade") and _failed(cell):
             failed.append(f"{meta['grade_id']} ({_why(cell)})" if explain else meta["grade_id"])
+        elif ungraded and not meta.get("grade") and any(o.get("output_type") == "error" for o in cell.outputs):
+            failed.append(f"ungraded cell {i} ({_why(cell)})")
     return failed
 
 
@@ -124,7 +133,7 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
         sampler = _RssSampler(client.km.provisioner.process.pid)
         sampler.start()
         start = time.perf_counter()
-        report.failed_grade_cells = _run(client, nb, list(range(len(nb.cells))), explain=True)
+        report.failed_grade_cells = _run(client, nb, list(range(len(nb.cells))), explain=True, ungraded=True)
         report.seconds = time.perf_counter() - start
         sampler.done.set()
         report.peak_rss_mb = sampler.peak

@@ -177,7 +177,7 @@ def mutation_reports():
 def test_solution_within_budget(mutation_reports, lab):
     report = mutation_reports[lab]
     print(f"{lab}: {report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB")
-    assert not report.failed_grade_cells, f"grade cells failed on the solution: {report.failed_grade_cells}"
+    assert not report.failed_grade_cells, f"cells failed on the solution: {report.failed_grade_cells}"
     assert report.seconds <= target("budgets.lab_seconds"), f"{lab} ran {report.seconds:.0f} s"
     assert report.peak_rss_mb <= target("budgets.lab_peak_mb"), f"{lab} peaked at {report.peak_rss_mb:.0f} MB"
 
@@ -188,3 +188,22 @@ def test_every_mutant_loses_points(mutation_reports, lab):
     survivors = [f"{ex}: {name}" for ex, variants in mutation_reports[lab].mutants.items()
                  for name, failed in variants.items() if not failed]
     assert not survivors, f"wrong answers that keep full marks: {survivors}"
+
+
+def test_mutation_runner_reports_what_fails_on_a_solution(tmp_path):
+    """A grade cell that raises and an ungraded cell that raises both count against a solution, with the reason;
+    a mutant's failed grade cells are listed by id."""
+    grade = {"grade": True, "grade_id": "test_f", "locked": True, "points": 1, "schema_version": 3, "solution": False,
+             "task": False}
+    answer = {"grade": False, "grade_id": "f", "locked": False, "schema_version": 3, "solution": True, "task": False}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION",
+                                  metadata={"nbgrader": answer}),
+        nbformat.v4.new_code_cell("assert f() == 1, 'f() should be 1'", metadata={"nbgrader": grade}),
+        nbformat.v4.new_code_cell("raise ValueError('a demonstration broke')"),
+    ])
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    report = run_with_mutants(path, {"f": {"returns 2": "return 2"}}, timeout=60)
+    assert report.failed_grade_cells == ["ungraded cell 2 (ValueError: a demonstration broke)"]
+    assert report.mutants == {"f": {"returns 2": ["test_f"]}}
