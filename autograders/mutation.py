@@ -91,6 +91,10 @@ def _failed(cell) -> bool:
     return score is None or score < max_score
 
 
+def _raised(cell) -> bool:
+    return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+
 def _why(cell) -> str:
     """The last line of the error (or of the stderr output) that cost a failed grade cell its points."""
     for out in cell.get("outputs", []):
@@ -116,7 +120,7 @@ def _run(client: NotebookClient, nb, indices: list[int], explain: bool = False, 
         meta = nbgrader_meta(cell)
         if meta.get("grade") and _failed(cell):
             failed.append(f"{meta['grade_id']} ({_why(cell)})" if explain else meta["grade_id"])
-        elif ungraded and not meta.get("grade") and any(o.get("output_type") == "error" for o in cell.outputs):
+        elif ungraded and not meta.get("grade") and _raised(cell):
             failed.append(f"ungraded cell {i} ({_why(cell)})")
     return failed
 

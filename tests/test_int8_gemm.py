@@ -8,7 +8,7 @@ import torch
 
 from tinyml_lib.kernels import gpu_available
 from tinyml_lib.kernels.int8_gemm import VERSIONS, int8_gemm, int8_gemm_ref, int8_gemm_scaled, int8_gemm_scaled_ref
-from tinyml_lib.llm.smoothquant import fake_quant_int8, int8_symmetric
+from tinyml_lib.quantization.linear import fake_quantize, linear_quantize
 from tinyml_lib.quantization.integer import int_linear, quantize_multiplier, requantize
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="no CUDA device (CuPy missing or cupy.is_available() False)")
@@ -126,9 +126,11 @@ def test_scaled_is_the_w8a8_simulation(per_token):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 96, generator=g) * torch.where(torch.arange(96) % 31 == 0, 40.0, 1.0)
     w = torch.randn(80, 96, generator=g) * 0.05
-    (xq, sx), (wq, sw) = int8_symmetric(x, dim=1 if per_token else None), int8_symmetric(w, dim=1)
-    want = fake_quant_int8(x, dim=1 if per_token else None) @ fake_quant_int8(w, dim=1).T
-    got = int8_gemm_scaled(xq.numpy(), sx.expand(16, 1).flatten().contiguous().numpy(), wq.numpy(), sw.reshape(80).numpy())
+    x_axis = 0 if per_token else None
+    (xq, sx, _), (wq, sw, _) = linear_quantize(x, 8, True, x_axis), linear_quantize(w, 8, True, axis=0)
+    want = fake_quantize(x, 8, True, x_axis) @ fake_quantize(w, 8, True, axis=0).T
+    got = int8_gemm_scaled(xq.to(torch.int8).numpy(), sx.expand(16, 1).flatten().contiguous().numpy(),
+                           wq.to(torch.int8).numpy(), sw.reshape(80).numpy())
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5 * float(want.abs().max()))
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tinyml_lib.quantization.linear import fake_quantize, linear_quantize
+
 
 @dataclass(frozen=True)
 class SmoothQuantConfig:
@@ -55,26 +57,11 @@ def fold_smoothing_(prev: torch.Tensor, weights: list[torch.Tensor], s: torch.Te
         w.mul_(s)  # broadcast over rows: column j times s_j
 
 
-def int8_symmetric(t: torch.Tensor, dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 codes of t and their scale max|t| / 127: one scale per tensor (dim None) or per slice of `dim`.
-
-    Returns:
-        (codes int8 shaped like t, in [-127, 127]; scale float32, 0-d or with `dim` kept as size 1).
-    """
-    absmax = t.abs().amax() if dim is None else t.abs().amax(dim=dim, keepdim=True)
-    scale = absmax.clamp(min=1e-8) / 127
-    return torch.round(t / scale).clamp(-127, 127).to(torch.int8), scale
-
-
-def fake_quant_int8(t: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """t rounded to its symmetric int8 grid (`int8_symmetric`), kept in float32: codes * scale."""
-    codes, scale = int8_symmetric(t, dim)
-    return codes.float() * scale
-
-
 @torch.no_grad()
 def quantize_model_w8a8_(model) -> list:
     """Int8 weights per output channel and int8 per-tensor activations for every block linear, in place.
+
+    Symmetric (zero point 0, codes in [-127, 127]), with Lab 03's `fake_quantize`.
 
     Returns:
         the forward pre-hook handles; call `.remove()` on each to stop quantizing activations.
@@ -82,8 +69,8 @@ def quantize_model_w8a8_(model) -> list:
     from tinyml_lib.llm.calibration import block_linears
     handles = []
     for linear in block_linears(model).values():
-        linear.weight.copy_(fake_quant_int8(linear.weight, dim=1))  # per output channel
-        hook = lambda _m, args: (fake_quant_int8(args[0]),)            # per tensor, on the fly
+        linear.weight.copy_(fake_quantize(linear.weight, 8, symmetric=True, axis=0))  # per output channel
+        hook = lambda _m, args: (fake_quantize(args[0], 8, symmetric=True),)          # per tensor, on the fly
         handles.append(linear.register_forward_pre_hook(hook))
     return handles
 
