@@ -1,10 +1,10 @@
 """Round trip of every lab in solutions/ through nbgrader, with mutation tests and the run-time/memory budget.
 
 For each lab: the release is current and validates to "no test passes"; the source, graded as a submission by the
-class grader (sandboxed), scores full marks (the check `nbgrader validate` makes, in the grading path); the blank release scores zero on every autograded cell;
-a submission with an exception in one exercise (and, in the first lab, an infinite loop in another) loses exactly those
-exercises' points; every exercise, replaced by a plausible wrong answer, loses points; the solution runs within the
-lab budget.
+class grader (sandboxed), scores full marks (the check `nbgrader validate` makes, in the grading path); the blank
+release scores zero on every autograded cell; a submission with an exception in one exercise (and, in the first lab,
+an infinite loop in another) loses exactly those exercises' points; every exercise, replaced by a plausible wrong
+answer, loses points; the solution runs within the lab budget.
 """
 from __future__ import annotations
 
