@@ -1,12 +1,16 @@
-# The two commands of the README:  `make lab`  (set up, then JupyterLab on labs/)  and  `make test`  (set up, then every test).
+# The two commands of the README:  `make lab`  (set up, then JupyterLab on your workspace/)  and  `make test`  (set up, then
+# every test).
 # Both need only Python 3.11, pip and the package registries. Set PYTHON to pick the interpreter.
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8888
+# PyTorch's wheel index: empty = PyPI (on Linux x86_64 a CUDA build of several GB); https://download.pytorch.org/whl/cpu
+# for the CPU build only.
+TORCH_INDEX ?=
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup lab test test-fast library release check-release autograde feedback grades bundle gpu-extras clean
+.PHONY: setup lab reveal instructor test test-fast library release check-release autograde feedback grades bundle gpu-extras clean
 
 setup: $(STAMP)
 
@@ -15,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
@@ -25,9 +29,17 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	  echo "note: bubblewrap (bwrap) is missing and could not be installed: grading refuses to run until it is (apt-get install bubblewrap)"
 	touch $(STAMP)
 
+# Student: your own workspace (git-ignored) made from the release, JupyterLab on it; prints the URL it really got.
 lab: setup
-	@echo "JupyterLab on labs/ -- open the http://127.0.0.1:$(PORT)/lab?token=... URL printed below"
-	$(PY) -m jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) --ServerApp.root_dir=labs $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(PY) -m autograders.workspace lab --port $(PORT)
+
+# Self-learner: the reference answers of LAB fill in your library (and its solution notebook is copied in).
+reveal: setup
+	$(PY) -m autograders.workspace reveal $(LAB)
+
+# Instructor: JupyterLab on the course root, nbgrader's Formgrader and assignment tools on.
+instructor: setup
+	$(PY) -m jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 test: setup
 	$(PY) -m pytest --durations=12
@@ -63,4 +75,4 @@ gpu-extras: setup
 	$(PY) -m pip install -r requirements-gpu.txt
 
 clean:
-	rm -rf $(VENV) grading test-artifacts .pytest_cache
+	rm -rf $(VENV) grading test-artifacts .pytest_cache   # never workspace/: it holds the student's work

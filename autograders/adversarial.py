@@ -5,7 +5,7 @@ Each fixture is built from the lab's own notebooks, so it follows the lab as it 
     blank           the release as handed out                      -> every test cell 0
     wrong           every exercise replaced by its first mutant     -> every exercise loses points
     exceptions      every answer raises                            -> every test cell 0
-    infinite_loop   the solution, last exercise loops forever      -> only that exercise's cells 0
+    infinite_loop   the solution, last Python exercise loops forever      -> only that exercise's cells 0
     edited_tests    the release, every test cell edited to pass    -> every test cell 0 (tests restored)
     deleted_tests   the solution with every test cell deleted      -> full marks (tests restored)
     renamed         the solution saved as "Untitled (1).ipynb"     -> full marks
@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 
 from autograders.course import ROOT
-from autograders.mutation import load_mutants, mutate, nbgrader_meta, sections
+from autograders.mutation import load_mutants, mutate, nbgrader_meta, python_exercises, sections
 
 ATTACK = '''
 import glob, os, shutil, sqlite3
@@ -111,7 +111,7 @@ def fixtures(lab: str) -> list[Fixture]:
         _set_answer(raising, index, "raise RuntimeError('a bug in every answer')")
     out.append(Fixture("exceptions", raising, expect="zero"))
 
-    looping, last = _copy.deepcopy(source), list(answers)[-1]
+    looping, last = _copy.deepcopy(source), python_exercises(source)[-1]   # a Python loop: a kernel's body is C
     _set_answer(looping, answers[last], "while True:\n    pass")
     out.append(Fixture("infinite_loop", looping, expect="zero_cells", zero_cells=frozenset(_grade_ids(source, parts[last]))))
 

@@ -34,7 +34,7 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import LimitOutput, SaveAutoGrades
 from sqlalchemy.exc import SAWarning
 
-from autograders.bundle import IGNORE, stub_library, withhold_kernels
+from autograders.answers import IGNORE, stub_library, withhold_kernels
 from autograders.course import ROOT, lab_names, nbgrader
 from autograders.mutation import nbgrader_meta, sections
 from autograders.sandbox import COURSE, HOME, Limits, execute_submission, sandbox_problem
@@ -117,7 +117,7 @@ def prepare_course(lab: str, grading: Path, sandboxed: bool = True) -> tuple[Pat
 def build_model_cache() -> None:
     """Dequantise SmolLM2 into the user cache once, here, so that no sandbox builds its own copy."""
     import subprocess
-    subprocess.run([sys.executable, "-c", "from tinyml_lib.llm.smollm2 import load_smollm2; load_smollm2()"],
+    subprocess.run([sys.executable, "-c", "from tinyml_lib.lm.smollm2 import load_smollm2; load_smollm2()"],
                    cwd=ROOT, check=True)
 
 

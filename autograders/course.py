@@ -2,7 +2,6 @@
 
     python -m autograders.course release            # export the library, regenerate labs/ from solutions/
     python -m autograders.course check-release      # exit 1 if labs/ or tinyml_lib's generated modules are stale
-    python -m autograders.course autograde LAB      # grade every grading/submitted/<student>/LAB/ (sandboxed, parallel)
     python -m autograders.course feedback LAB       # HTML feedback into grading/feedback/
     python -m autograders.course grades [CSV]       # export every grade to a CSV (default grading/grades.csv)
 
@@ -18,12 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from autograders.answers import ROOT, lab_names
 
-
-def lab_names(root: Path = ROOT) -> list[str]:
-    """Assignment names: the folders of solutions/ holding a notebook of the same name."""
-    return sorted(p.parent.name for p in (root / "solutions").glob("*/*.ipynb") if p.stem == p.parent.name)
+__all__ = ["ROOT", "lab_names", "nbgrader", "generate_release", "stale_releases", "release", "check_release"]
 
 
 def nbgrader(*args: str, grading_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,10 +41,14 @@ def export_library() -> None:
 
 
 def generate_release(lab: str, release_dir: Path) -> Path:
-    """Generate the student notebook of `lab` into `release_dir`/lab (nbgrader generate_assignment, no gradebook)."""
+    """Generate the student notebook of `lab` into `release_dir`/lab (nbgrader generate_assignment, no gradebook),
+    with stubs that say what to write and where (autograders/release_stubs.py)."""
+    from autograders.release_stubs import teach_release_file
     nbgrader("generate_assignment", lab, "--force", "--no-db",
              f"--CourseDirectory.release_directory={release_dir}")
-    return release_dir / lab / f"{lab}.ipynb"
+    notebook = release_dir / lab / f"{lab}.ipynb"
+    teach_release_file(notebook)
+    return notebook
 
 
 def _notebook_json(path: Path) -> dict:
@@ -88,17 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("release")
     sub.add_parser("check-release")
-    for name in ("autograde", "feedback"):
-        sub.add_parser(name).add_argument("lab")
+    sub.add_parser("feedback").add_argument("lab")
     sub.add_parser("grades").add_argument("csv", nargs="?", default=str(ROOT / "grading" / "grades.csv"))
     args = parser.parse_args(argv)
     if args.command == "release":
         release()
     elif args.command == "check-release":
         return check_release()
-    elif args.command == "autograde":  # each submission sandboxed, in parallel: autograders/classroom.py
-        from autograders.classroom import main as grade_class_main
-        return grade_class_main([args.lab])
     elif args.command == "feedback":
         print(nbgrader("generate_feedback", args.lab, "--force").stderr)
     elif args.command == "grades":

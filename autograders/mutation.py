@@ -6,7 +6,8 @@ exercise) run again; the grade cells that fail are the points the mutant loses. 
 re-run afterwards (and must pass), so the next mutant starts from a correct state.
 
 Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
-replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation.
+replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation (in a
+CUDA C source string the markers are C comments, `// ### BEGIN SOLUTION`, and the replacement is C).
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from nbclient import NotebookClient
 from nbgrader.utils import determine_grade
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLUTION_REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
+# A marker line may carry a C comment prefix (`// ### BEGIN SOLUTION`) inside a CUDA C source string.
+SOLUTION_REGION = re.compile(r"^(?P<indent>[ \t]*)(?://[ \t]*)?### BEGIN SOLUTION[ \t]*\n.*?"
+                             r"^[ \t]*(?://[ \t]*)?### END SOLUTION[ \t]*$", re.M | re.S)
 
 
 def nbgrader_meta(cell) -> dict:
@@ -41,6 +44,17 @@ def load_mutants(lab: str) -> dict[str, dict[str, str]]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.MUTANTS
+
+
+def in_c_source(source: str) -> bool:
+    """Whether a cell's solution region sits inside a CUDA C source string (its markers are `// ### ...`)."""
+    match = SOLUTION_REGION.search(source)
+    return bool(match) and source[match.start():match.end()].lstrip().startswith("//")
+
+
+def python_exercises(nb) -> list[str]:
+    """The exercises (grade_ids, in notebook order) whose answer is Python, not a kernel's C body."""
+    return [gid for gid, indices in sections(nb).items() if not in_c_source("".join(nb["cells"][indices[0]]["source"]))]
 
 
 def mutate(source: str, replacement: str) -> str:

@@ -1,48 +1,39 @@
-"""The student bundle carries no solution text of a lab that is not due, and no hidden test of any lab."""
-import subprocess
-import sys
-
+"""The student bundle is the student workspace with the due labs revealed: no answer of a lab not due, no hidden test
+of any lab, the due labs' reference in its library, and what a student needs to set it up."""
 import nbformat
-import pytest
 
-from autograders.bundle import ROOT, answer_lines, gives_away, write_bundle
+from autograders.answers import ROOT, answer_lines, gives_away
+from autograders.bundle import write_bundle
 
 TEXT = (".py", ".ipynb", ".md", ".cu", ".h", ".toml", ".txt")
 
 
-@pytest.fixture(scope="module")
-def nothing_due(tmp_path_factory):
-    return write_bundle(tmp_path_factory.mktemp("bundle") / "student", due=set())
-
-
-def test_no_solution_or_hidden_test_in_the_bundle(nothing_due):
-    answers = answer_lines(kind="SOLUTION")
+def test_bundle_with_lab01_due(tmp_path):
+    out = write_bundle(tmp_path / "student", due={"lab01_metrics"})
+    for name in ("Makefile", "START.md", "requirements.txt", "lab01_metrics/lab01_metrics.ipynb",
+                 "lib/data/MANIFEST.json", "lib/workspace.json"):
+        assert (out / name).is_file(), f"{name} missing from the bundle"
+    assert not (out / "lib" / "data").is_symlink(), "the bundle carries its data"
+    assert not (out / "solutions").exists() and not (out / "autograders").exists() and not (out / "tests").exists()
+    assert not list(out.rglob("*.solution.ipynb")), "a class bundle carries no solution notebook"
+    lib = out / "lib" / "tinyml_lib"
+    assert (lib / "metrics" / "__init__.py").read_text() == (ROOT / "tinyml_lib" / "metrics" / "__init__.py").read_text()
+    not_due = answer_lines({"lab02_pruning", "lab03_quantization", "lab07_llm"})
     hidden = {line for lines in answer_lines(kind="HIDDEN TESTS").values() for line in lines}
-    assert answers and hidden
-    leaks = {p.relative_to(nothing_due).as_posix(): found for p in sorted(nothing_due.rglob("*"))
-             if p.is_file() and p.suffix in TEXT and (found := gives_away(p.read_text(errors="ignore"), answers))}
-    text = "\n".join(p.read_text(errors="ignore") for p in nothing_due.rglob("*") if p.is_file() and p.suffix in TEXT)
-    assert not leaks, f"answer text in the bundle: {leaks}"
-    assert not [line for line in hidden if line in text], "hidden tests in the bundle"
-    assert not (nothing_due / "solutions").exists() and not (nothing_due / "autograders").exists()
+    text = {p.relative_to(out).as_posix(): p.read_text(errors="ignore") for p in out.rglob("*")
+            if p.is_file() and p.suffix in TEXT and "data" not in p.relative_to(out).parts[:2]}
+    leaks = {name: found for name, body in text.items() if (found := gives_away(body, not_due))}
+    assert not leaks, f"answers of labs not due in the bundle: {leaks}"
+    assert not [line for line in hidden if line in "\n".join(text.values())], "hidden tests in the bundle"
+    assert "HOROWITZ_45NM_PJ" in (lib / "metrics" / "__init__.py").read_text()   # constants stay in stubs too
+    assert "is not in your library yet" in (lib / "pruning" / "__init__.py").read_text()
+    nb = nbformat.read(out / "lab01_metrics" / "lab01_metrics.ipynb", as_version=4)
+    assert nb.cells[0].source == nbformat.read(ROOT / "labs" / "lab01_metrics" / "lab01_metrics.ipynb",
+                                               as_version=4).cells[0].source
 
 
-def test_leak_detector_sees_a_copied_answer(tmp_path):
+def test_leak_detector_sees_a_copied_answer():
     answers = answer_lines({"lab01_metrics"})
     exercise, lines = max(answers.items(), key=lambda item: len(item[1]))
     assert exercise in gives_away("\n".join(lines), answers)
     assert not gives_away(sorted(lines)[0], answers), "one line in common is not an answer"
-
-
-def test_stubbed_library_still_imports_and_says_why(nothing_due):
-    code = ("import tinyml_lib.metrics as m, torch\n"
-            "try:\n    m.count_params(torch.nn.Linear(2, 2))\nexcept NotImplementedError as e:\n    print('stub:', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=nothing_due, capture_output=True, text=True, check=True)
-    assert "not due yet" in out.stdout
-    assert "HOROWITZ_45NM_PJ" in (nothing_due / "tinyml_lib" / "metrics.py").read_text()  # constants stay
-
-
-def test_due_labs_keep_their_answers(tmp_path):
-    out = write_bundle(tmp_path / "student", due={"lab01_metrics"})
-    assert (out / "tinyml_lib" / "metrics.py").read_text() == (ROOT / "tinyml_lib" / "metrics.py").read_text()
-    assert (out / "labs" / "lab01_metrics" / "lab01_metrics.ipynb").exists() and (out / "data" / "MANIFEST.json").exists()

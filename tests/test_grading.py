@@ -39,6 +39,19 @@ def test_check_close_tolerances_and_message():
     assert "got 2.0, expected 1.0" in message(check_close, 2.0, 1.0, "x")
 
 
+def test_hint_is_appended_to_the_failure_message_only():
+    assert message(check_equal, 12, 16, "params", hint="biases counted?") == "params: got 12, expected 16; hint: biases counted?"
+    assert message(check_equal, [1, 2, 3], [1, 2], "v", hint="h").endswith("expected shape (2,); hint: h")
+    assert message(check_equal, "a", "b", "s", hint="h").endswith("; hint: h")
+    assert message(check_equal, np.array([1, 2]), np.array([1, 3]), "v", hint="h").endswith("got 2, expected 3; hint: h")
+    msg = message(check_close, np.array([1.0, 2.5]), np.array([1.0, 2.0]), "y", hint="bits, not bytes?")
+    assert "index (1,)" in msg and msg.endswith("(rtol=1e-05, atol=1e-08); hint: bits, not bytes?")
+    assert message(check_close, 2.0, 1.0, "x", hint="h").endswith("; hint: h")
+    assert "hint" not in message(check_close, 2.0, 1.0, "x") and "hint" not in message(check_equal, 1, 2)
+    check_equal(3, 3, "n", hint="never shown")  # a passing check says nothing
+    check_close(1.0, 1.0, "x", hint="never shown")
+
+
 def test_check_type():
     check_type(3, int)
     assert "expected a int or float, got str" in message(check_type, "3", (int, float), "n")

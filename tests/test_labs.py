@@ -20,7 +20,7 @@ from nbgrader.api import Gradebook
 from autograders.classroom import exercise_columns, grade_class
 from autograders.course import ROOT, lab_names, nbgrader, stale_releases
 from autograders.sandbox import Limits, sandbox_problem
-from autograders.mutation import load_mutants, mutate, nbgrader_meta, run_with_mutants, sections
+from autograders.mutation import load_mutants, mutate, nbgrader_meta, python_exercises, run_with_mutants, sections
 from tinyml_lib.export import stale_modules
 from tinyml_lib.grading import target
 
@@ -83,13 +83,15 @@ def test_validate(lab):
 
 
 def broken_submission(lab: str, hang: bool) -> tuple[dict, set[str]]:
-    """The solution with the last exercise raising and, if `hang`, the one before looping forever; returns
+    """The solution with the last exercise raising and, if `hang`, the last Python one before it looping forever; returns
     (notebook, failing cells). The loop costs a cell time-out per test cell that calls it, so only one lab has it."""
     nb = json.loads(source_of(lab).read_text())
     parts, tests = sections(nbformat.reads(json.dumps(nb), as_version=4)), exercise_tests(lab)
-    broken = {list(parts)[-1]: "raise RuntimeError('a student bug')"}
+    last, python = list(parts)[-1], python_exercises(nbformat.reads(json.dumps(nb), as_version=4))
+    # The last exercise is a kernel in every lab: its body is C, where a bug that stops the cell is a compile error.
+    broken = {last: "raise RuntimeError('a student bug')" if last in python else "#error a student bug"}
     if hang:
-        broken[list(parts)[-2]] = "while True:\n    pass"
+        broken[[e for e in python if e != last][-1]] = "while True:\n    pass"
     for exercise, code in broken.items():
         cell = nb["cells"][parts[exercise][0]]
         cell["source"] = mutate("".join(cell["source"]), code)

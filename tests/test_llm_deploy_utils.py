@@ -1,10 +1,10 @@
-"""tinyml_lib.llm.decoding and tinyml_lib.llm.calibration on a tiny seeded Llama (no download, no SmolLM2 needed)."""
+"""tinyml_lib.lm.decoding and tinyml_lib.lm.calibration on a tiny seeded Llama (no download, no SmolLM2 needed)."""
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tinyml_lib.llm.calibration import block_linears, capture_inputs, input_groups, restore_weights_
-from tinyml_lib.llm.decoding import attend_full, generate_greedy, llama_forward
+from tinyml_lib.lm.calibration import block_linears, capture_inputs, input_groups, restore_weights_
+from tinyml_lib.lm.decoding import attend_full, generate_greedy, llama_forward
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyml_lib.compression import huffman_lengths, share_weights
-from tinyml_lib.folding import fold_ar_scale, fold_layer, fold_vgg, kmeans
+from tinyml_lib.pruning.compression import huffman_lengths, share_weights
+from tinyml_lib.pruning.folding import fold_ar_scale, fold_layer, fold_vgg, kmeans
 from tinyml_lib.models import vgg_like
 from tinyml_lib.pruning import (compress_nm, decompress_nm, magnitude_mask, nm_mask, prune_vgg_channels, sparsity)
-from tinyml_lib.sparse_encoding import eie_encode, eie_matvec
+from tinyml_lib.pruning.sparse_encoding import eie_encode, eie_matvec
 
 seeds = st.integers(0, 2**31 - 1)
 

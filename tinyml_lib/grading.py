@@ -62,32 +62,45 @@ def _first_mismatch(bad: np.ndarray, actual: np.ndarray, expected: np.ndarray) -
             f"got {actual[idx].item()!r}, expected {expected[idx].item()!r}")
 
 
-def check_equal(actual: Any, expected: Any, name: str = "value") -> None:
-    """Exact equality for ints, strings and arrays; says the shapes or the first differing element."""
+def _hinted(message: str, hint: str) -> str:
+    """A failure message with the exercise's hint appended (the common mistake this check catches)."""
+    return f"{message}; hint: {hint}" if hint else message
+
+
+def check_equal(actual: Any, expected: Any, name: str = "value", hint: str = "") -> None:
+    """Exact equality for ints, strings and arrays; says the shapes or the first differing element.
+
+    `hint`, if given, is appended to the failure message as "hint: ..." (e.g. "biases counted?").
+    """
     if isinstance(expected, (str, bool, type(None), dict, set, frozenset)):
         if actual != expected:
-            raise AssertionError(f"{name}: got {actual!r}, expected {expected!r}")
+            raise AssertionError(_hinted(f"{name}: got {actual!r}, expected {expected!r}", hint))
         return
     a, e = _to_numpy(actual), _to_numpy(expected)
     if a.shape != e.shape:
-        raise AssertionError(f"{name}: shape {a.shape}, expected shape {e.shape}")
+        raise AssertionError(_hinted(f"{name}: shape {a.shape}, expected shape {e.shape}", hint))
     bad = a != e
     if bad.any():
         if e.ndim == 0:
-            raise AssertionError(f"{name}: got {actual!r}, expected {expected!r}")
-        raise AssertionError(f"{name}: {_first_mismatch(bad, a, e)}")
+            raise AssertionError(_hinted(f"{name}: got {actual!r}, expected {expected!r}", hint))
+        raise AssertionError(_hinted(f"{name}: {_first_mismatch(bad, a, e)}", hint))
 
 
-def check_close(actual: Any, expected: Any, name: str = "value", rtol: float = 1e-5, atol: float = 1e-8) -> None:
-    """`np.allclose` with a message: shapes, number of mismatches, first mismatching index, both values."""
+def check_close(actual: Any, expected: Any, name: str = "value", rtol: float = 1e-5, atol: float = 1e-8,
+                hint: str = "") -> None:
+    """`np.allclose` with a message: shapes, number of mismatches, first mismatching index, both values.
+
+    `hint`, if given, is appended to the failure message as "hint: ..." (e.g. "bits, not bytes?").
+    """
     a, e = _to_numpy(actual).astype(np.float64), _to_numpy(expected).astype(np.float64)
     if a.shape != e.shape:
-        raise AssertionError(f"{name}: shape {a.shape}, expected shape {e.shape}")
+        raise AssertionError(_hinted(f"{name}: shape {a.shape}, expected shape {e.shape}", hint))
     bad = ~np.isclose(a, e, rtol=rtol, atol=atol)
     if bad.any():
         if e.ndim == 0:
-            raise AssertionError(f"{name}: got {float(a)!r}, expected {float(e)!r} (rtol={rtol}, atol={atol})")
-        raise AssertionError(f"{name}: {_first_mismatch(bad, a, e)} (rtol={rtol}, atol={atol})")
+            raise AssertionError(_hinted(f"{name}: got {float(a)!r}, expected {float(e)!r} (rtol={rtol}, atol={atol})",
+                                         hint))
+        raise AssertionError(_hinted(f"{name}: {_first_mismatch(bad, a, e)} (rtol={rtol}, atol={atol})", hint))
 
 
 # ----------------------------------------------------------------------------------------------- speed

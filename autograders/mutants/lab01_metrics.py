@@ -137,33 +137,31 @@ MUTANTS = {
     },
 }
 
-# The kernel exercise: each mutant is the solution's CUDA source with one mistake.
+# The kernel exercise: each mutant is the body of the solution's region (the C inside `// ### BEGIN SOLUTION` ...
+# `// ### END SOLUTION`; the kernel's signature, shared buffer and indices stay) with one mistake.
 _TREE = """
-REDUCE_TREE_SRC = r'''
-#ifndef BLOCK
-#define BLOCK 256
-#endif
-extern "C" __global__ void reduce_tree(const float* __restrict__ x, float* __restrict__ partial, int n) {
-    __shared__ float buf[BLOCK];
-    int t = threadIdx.x;
-    int i = blockIdx.x * (2 * BLOCK) + t;
-    float v = 0.0f;
-    if (i < n) v = x[i];
-    if (i + BLOCK < n) v += x[i + BLOCK];
-    buf[t] = v;
+float v = 0.0f;
+if (i < n) v = x[i];
+if (i + BLOCK < n) v += x[i + BLOCK];
+buf[t] = v;
+__syncthreads();
+for (int s = BLOCK / 2; s > 0; s >>= 1) {
+    if (t < s) buf[t] += buf[t + s];
     __syncthreads();
-    for (int s = BLOCK / 2; s > 0; s >>= 1) {
-        if (t < s) buf[t] += buf[t + s];
-        __syncthreads();
-    }
-    if (t == 0) partial[blockIdx.x] = buf[0];
 }
-'''
+if (t == 0) partial[blockIdx.x] = buf[0];
 """
+
+
+def _mistake(old: str, new: str) -> str:
+    assert old in _TREE, old
+    return _TREE.replace(old, new)
+
+
 MUTANTS["reduce_tree_src"] = {
-    "missing __syncthreads in the tree (a race)": _TREE.replace(
-        "        if (t < s) buf[t] += buf[t + s];\n        __syncthreads();\n", "        if (t < s) buf[t] += buf[t + s];\n"),
-    "no bounds check on the second element": _TREE.replace("if (i + BLOCK < n) v += x[i + BLOCK];", "v += x[i + BLOCK];"),
-    "each block sums only BLOCK elements": _TREE.replace("if (i + BLOCK < n) v += x[i + BLOCK];", ""),
-    "every thread writes the partial": _TREE.replace("if (t == 0) partial[blockIdx.x] = buf[0];", "partial[blockIdx.x] = buf[0];"),
+    "missing __syncthreads in the tree (a race)": _mistake(
+        "    if (t < s) buf[t] += buf[t + s];\n    __syncthreads();\n", "    if (t < s) buf[t] += buf[t + s];\n"),
+    "no bounds check on the second element": _mistake("if (i + BLOCK < n) v += x[i + BLOCK];", "v += x[i + BLOCK];"),
+    "each block sums only BLOCK elements": _mistake("if (i + BLOCK < n) v += x[i + BLOCK];", ""),
+    "every thread writes the partial": _mistake("if (t == 0) partial[blockIdx.x] = buf[0];", "partial[blockIdx.x] = buf[0];"),
 }

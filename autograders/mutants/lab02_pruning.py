@@ -368,27 +368,15 @@ MUTANTS = {
             return codebook, indices[flat != 0], codebook[indices].view_as(w)
         """,
     },
+    # The kernel exercise: the body of the solution's region (the C inside `// ### BEGIN SOLUTION` ...
+    # `// ### END SOLUTION`; the signature, t and the `t >= n_nz` return stay) with one mistake.
     "spmv_queue_src": {
         "forgets the queue: column t instead of nz_cols[t]": """
-            SPMV_QUEUE_SRC = r'''
-            extern "C" __global__ void spmv_queue(const int* col_ptr, const int* row_idx, const float* vals,
-                                                  const int* nz_cols, const float* nz_vals, int n_nz, float* y) {
-                int t = blockIdx.x * blockDim.x + threadIdx.x;
-                if (t >= n_nz) return;
-                for (int p = col_ptr[t]; p < col_ptr[t + 1]; ++p) atomicAdd(&y[row_idx[p]], vals[p] * nz_vals[t]);
-            }
-            '''
+            for (int p = col_ptr[t]; p < col_ptr[t + 1]; ++p) atomicAdd(&y[row_idx[p]], vals[p] * nz_vals[t]);
         """,
         "plain += instead of atomicAdd": """
-            SPMV_QUEUE_SRC = r'''
-            extern "C" __global__ void spmv_queue(const int* col_ptr, const int* row_idx, const float* vals,
-                                                  const int* nz_cols, const float* nz_vals, int n_nz, float* y) {
-                int t = blockIdx.x * blockDim.x + threadIdx.x;
-                if (t >= n_nz) return;
-                int j = nz_cols[t];
-                for (int p = col_ptr[j]; p < col_ptr[j + 1]; ++p) y[row_idx[p]] += vals[p] * nz_vals[t];
-            }
-            '''
+            int j = nz_cols[t];
+            for (int p = col_ptr[j]; p < col_ptr[j + 1]; ++p) y[row_idx[p]] += vals[p] * nz_vals[t];
         """,
     },
 }

@@ -390,47 +390,38 @@ MUTANTS["kl_optimal_clip"] = {
                                                                         "return (best_i - 1) * top / n_bins"),
 }
 
-# The kernel exercise: each mutant is the solution's CUDA source with one mistake.
+# The kernel exercise: each mutant is the body of the solution's region (the C inside `// ### BEGIN SOLUTION` ...
+# `// ### END SOLUTION`; the signature, shared tiles and indices r, c, wrow, words stay) with one mistake.
 _INT8 = """
-INT8_SRC = r'''
-#ifndef TILE
-#define TILE 16
-#endif
-extern "C" __global__ void int8_gemm_tiled(const int* __restrict__ X, const int* __restrict__ W,
-                                           const int* __restrict__ bias, const int* __restrict__ m0,
-                                           const int* __restrict__ shift, signed char* __restrict__ Y,
-                                           int M, int N, int K, int zy) {
-    __shared__ int Xs[TILE][TILE + 1];
-    __shared__ int Ws[TILE][TILE + 1];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    const int r = blockIdx.y * TILE + ty, c = blockIdx.x * TILE + tx, wrow = blockIdx.x * TILE + ty;
-    const int words = K / 4;
-    int acc = 0;
-    for (int w0 = 0; w0 < words; w0 += TILE) {
-        Xs[ty][tx] = (r < M && w0 + tx < words) ? X[(size_t)r * words + w0 + tx] : 0;
-        Ws[ty][tx] = (wrow < N && w0 + tx < words) ? W[(size_t)wrow * words + w0 + tx] : 0;
-        __syncthreads();
-        for (int w = 0; w < TILE; ++w) acc = __dp4a(Xs[ty][w], Ws[tx][w], acc);
-        __syncthreads();
-    }
-    if (r < M && c < N) {
-        const int s = 31 + shift[c];
-        const long long q = (((long long)(acc + bias[c]) * m0[c] + (1LL << (s - 1))) >> s) + zy;
-        Y[(size_t)r * N + c] = (signed char)(q < -128 ? -128 : (q > 127 ? 127 : q));
-    }
+int acc = 0;
+for (int w0 = 0; w0 < words; w0 += TILE) {
+    Xs[ty][tx] = (r < M && w0 + tx < words) ? X[(size_t)r * words + w0 + tx] : 0;
+    Ws[ty][tx] = (wrow < N && w0 + tx < words) ? W[(size_t)wrow * words + w0 + tx] : 0;
+    __syncthreads();
+    for (int w = 0; w < TILE; ++w) acc = __dp4a(Xs[ty][w], Ws[tx][w], acc);
+    __syncthreads();
 }
-'''
+if (r < M && c < N) {
+    const int s = 31 + shift[c];
+    const long long q = (((long long)(acc + bias[c]) * m0[c] + (1LL << (s - 1))) >> s) + zy;
+    Y[(size_t)r * N + c] = (signed char)(q < -128 ? -128 : (q > 127 ? 127 : q));
+}
 """
+
+
+def _mistake(old: str, new: str) -> str:
+    assert old in _INT8, old
+    return _INT8.replace(old, new)
+
+
 MUTANTS["int8_gemm_src"] = {
-    "no barrier after staging (a race)": _INT8.replace(
-        "        __syncthreads();\n        for (int w = 0;", "        for (int w = 0;"),
-    "forgets the folded bias": _INT8.replace("(long long)(acc + bias[c])", "(long long)acc"),
-    "truncating shift (no rounding term)": _INT8.replace(" + (1LL << (s - 1))) >> s)", ") >> s)"),
-    "shift by 31 only (ignores n)": _INT8.replace("const int s = 31 + shift[c];", "const int s = 31;"),
-    "wraps instead of saturating": _INT8.replace(
-        "(signed char)(q < -128 ? -128 : (q > 127 ? 127 : q))", "(signed char)q"),
-    "product in 32 bits (overflows)": _INT8.replace("(long long)(acc + bias[c]) * m0[c]", "(acc + bias[c]) * m0[c]"),
-    "W tile staged by output column (wrong rows)": _INT8.replace(
+    "no barrier after staging (a race)": _mistake("    __syncthreads();\n    for (int w = 0;", "    for (int w = 0;"),
+    "forgets the folded bias": _mistake("(long long)(acc + bias[c])", "(long long)acc"),
+    "truncating shift (no rounding term)": _mistake(" + (1LL << (s - 1))) >> s)", ") >> s)"),
+    "shift by 31 only (ignores n)": _mistake("const int s = 31 + shift[c];", "const int s = 31;"),
+    "wraps instead of saturating": _mistake("(signed char)(q < -128 ? -128 : (q > 127 ? 127 : q))", "(signed char)q"),
+    "product in 32 bits (overflows)": _mistake("(long long)(acc + bias[c]) * m0[c]", "(acc + bias[c]) * m0[c]"),
+    "W tile staged by output column (wrong rows)": _mistake(
         "Ws[ty][tx] = (wrow < N && w0 + tx < words) ? W[(size_t)wrow * words + w0 + tx] : 0;",
         "Ws[ty][tx] = (c < N && w0 + ty < words) ? W[(size_t)c * words + w0 + ty] : 0;"),
 }

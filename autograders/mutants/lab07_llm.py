@@ -245,44 +245,36 @@ MUTANTS = {
     },
 }
 
-# The kernel exercise: each mutant is the solution's CUDA source with one mistake.
+# The kernel exercise: each mutant is the body of the solution's region (the C inside `// ### BEGIN SOLUTION` ...
+# `// ### END SOLUTION`; the signature, `xs`, lane, row, words and groups stay) with one mistake.
 _W4 = """
-W4A16_SRC = r'''
-#include <cuda_fp16.h>
-#ifndef GROUP
-#define GROUP 64
-#endif
-#ifndef ROWS
-#define ROWS 4
-#endif
-extern "C" __global__ void w4a16_gemv(const unsigned int* __restrict__ qweight, const __half* __restrict__ scales,
-                                      const unsigned char* __restrict__ zeros, const __half* __restrict__ x,
-                                      float* __restrict__ y, int N, int K) {
-    extern __shared__ float xs[];
-    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = __half2float(x[k]);
-    __syncthreads();
-    const int lane = threadIdx.x & 31, row = blockIdx.x * ROWS + (threadIdx.x >> 5);
-    if (row >= N) return;
-    const int words = K / 8, groups = K / GROUP;
-    float acc = 0.0f;
-    for (int w = lane; w < words; w += 32) {
-        const unsigned int q = qweight[(size_t)row * words + w];
-        const int g = row * groups + (w * 8) / GROUP;
-        const float zero = (float)zeros[g], scale = __half2float(scales[g]);
-        float part = 0.0f;
-        for (int i = 0; i < 8; ++i) part += ((float)((q >> (4 * i)) & 0xFu) - zero) * xs[w * 8 + i];
-        acc += part * scale;
-    }
-    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-    if (lane == 0) y[row] = acc;
+for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = __half2float(x[k]);
+__syncthreads();
+if (row >= N) return;
+float acc = 0.0f;
+for (int w = lane; w < words; w += 32) {
+    const unsigned int q = qweight[(size_t)row * words + w];
+    const int g = row * groups + (w * 8) / GROUP;
+    const float zero = (float)zeros[g], scale = __half2float(scales[g]);
+    float part = 0.0f;
+    for (int i = 0; i < 8; ++i) part += ((float)((q >> (4 * i)) & 0xFu) - zero) * xs[w * 8 + i];
+    acc += part * scale;
 }
-'''
+for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+if (lane == 0) y[row] = acc;
 """
+
+
+def _mistake(old: str, new: str) -> str:
+    assert old in _W4, old
+    return _W4.replace(old, new)
+
+
 MUTANTS["w4a16_gemv_src"] = {
-    "no barrier after staging x (a race)": _W4.replace(
-        "xs[k] = __half2float(x[k]);\n    __syncthreads();\n", "xs[k] = __half2float(x[k]);\n"),
-    "nibbles unpacked from the top": _W4.replace("(q >> (4 * i)) & 0xFu", "(q >> (28 - 4 * i)) & 0xFu"),
-    "forgets the zero point": _W4.replace("((float)((q >> (4 * i)) & 0xFu) - zero)", "(float)((q >> (4 * i)) & 0xFu)"),
-    "no warp reduction (lane 0 writes its own partial)": _W4.replace(
-        "    for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);\n", ""),
+    "no barrier after staging x (a race)": _mistake(
+        "xs[k] = __half2float(x[k]);\n__syncthreads();\n", "xs[k] = __half2float(x[k]);\n"),
+    "nibbles unpacked from the top": _mistake("(q >> (4 * i)) & 0xFu", "(q >> (28 - 4 * i)) & 0xFu"),
+    "forgets the zero point": _mistake("((float)((q >> (4 * i)) & 0xFu) - zero)", "(float)((q >> (4 * i)) & 0xFu)"),
+    "no warp reduction (lane 0 writes its own partial)": _mistake(
+        "for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, offset);\n", ""),
 }

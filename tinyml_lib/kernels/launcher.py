@@ -180,13 +180,19 @@ class Kernel:
                                  int(shared_mem), n_repeat, n_warmup)
 
 
+WITHHELD = "// Withheld:"  # first line of a kernel file withheld from a student (autograders/answers.py writes it)
+
+
 def _read_source(src):
     """(source text, file name for messages, include dirs) from a .cu path or CUDA C text."""
     if isinstance(src, Path) or (isinstance(src, str) and "\n" not in src and re.search(r"\.cuh?$", src.strip())):
         path = Path(src)
         if not path.is_file():
             raise FileNotFoundError(f"kernel source file not found: {path}")
-        return path.read_text(), path.name, (str(path.resolve().parent),)
+        text = path.read_text()
+        if text.startswith(WITHHELD):  # a student workspace or bundle: the file answers an exercise not revealed
+            raise FileNotFoundError(f"{path.name}: {text[len(WITHHELD):].strip()}")
+        return text, path.name, (str(path.resolve().parent),)
     if not isinstance(src, str):
         raise TypeError(f"src must be a path to a .cu file or CUDA C source text, got {type(src).__name__}")
     return src, "kernel.cu", ()

@@ -95,7 +95,7 @@ def quantize_model_int4_(model, cfg: AWQConfig = AWQConfig(), scales: dict | Non
     Returns:
         int bytes of the int4 codes, fp16 scales and zero points of all block linears.
     """
-    from tinyml_lib.llm.calibration import block_linears
+    from tinyml_lib.lm.calibration import block_linears
     total = 0
     for name, linear in block_linears(model).items():
         s = scales[name] if scales is not None else torch.ones(linear.in_features)

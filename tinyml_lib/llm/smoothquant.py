@@ -66,7 +66,7 @@ def quantize_model_w8a8_(model) -> list:
     Returns:
         the forward pre-hook handles; call `.remove()` on each to stop quantizing activations.
     """
-    from tinyml_lib.llm.calibration import block_linears
+    from tinyml_lib.lm.calibration import block_linears
     handles = []
     for linear in block_linears(model).values():
         linear.weight.copy_(fake_quantize(linear.weight, 8, symmetric=True, axis=0))  # per output channel

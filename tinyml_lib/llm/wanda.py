@@ -78,7 +78,7 @@ def prune_model_(model, inputs: dict[str, torch.Tensor] | None, sparsity: float 
     Returns:
         float, the fraction of block-linear weights set to zero.
     """
-    from tinyml_lib.llm.calibration import block_linears
+    from tinyml_lib.lm.calibration import block_linears
     zeros = total = 0
     for name, linear in block_linears(model).items():
         if inputs is None and n_m is None:

@@ -9,8 +9,8 @@ import heapq
 
 import torch
 
-from tinyml_lib.folding import kmeans
-from tinyml_lib.sparse_encoding import eie_encode
+from tinyml_lib.pruning.folding import kmeans
+from tinyml_lib.pruning.sparse_encoding import eie_encode
 
 
 def huffman_lengths(counts: torch.Tensor) -> torch.Tensor:

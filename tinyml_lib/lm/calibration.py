@@ -66,7 +66,7 @@ def restore_weights_(model, folder: Path | str | None = None) -> None:
         model: the LlamaForCausalLM from `load_smollm2`, possibly modified in place.
         folder: the cache folder; None means `smollm2.cache_dir()`.
     """
-    from tinyml_lib.llm.smollm2 import cache_dir
+    from tinyml_lib.lm.smollm2 import cache_dir
     folder = Path(folder) if folder is not None else cache_dir()
     params = dict(model.named_parameters())
     for path in sorted(folder.glob("*.safetensors")):
