@@ -18,18 +18,17 @@ from autograders.workspace import sync
 
 SETUP_FILES = ["requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt", "LICENSE"]
 MAKEFILE = """\
-# Student bundle: `make lab` sets up .venv (Python 3.11) and opens JupyterLab on these labs with this library.
+# Student bundle: `make lab` sets up .venv (Python 3.11) and opens JupyterLab on these labs with this library
+# (.jupyter/ turns nbgrader's instructor tools off; .ipython/ adds the hints after a failing cell).
 PYTHON ?= python3.11
 PORT ?= 8888
 TORCH_INDEX ?=
 PY := .venv/bin/python
 
 lab: .venv/.installed
-\tPYTHONPATH=$(CURDIR)/lib IPYTHONDIR=$(CURDIR)/.ipython JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter \\
-\t  $(PY) -m jupyterlab --no-browser --ip 127.0.0.1 --port $(PORT) --ServerApp.root_dir=$(CURDIR) \\
-\t  '--ServerApp.jpserver_extensions={"nbgrader.server_extensions.formgrader": false, \\
-\t  "nbgrader.server_extensions.course_list": false, "nbgrader.server_extensions.assignment_list": false, \\
-\t  "nbgrader.server_extensions.validate_assignment": false}' $(if $(filter 0,$(shell id -u)),--allow-root,)
+	PYTHONPATH=$(CURDIR)/lib IPYTHONDIR=$(CURDIR)/.ipython JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter \
+	  $(PY) -m jupyterlab --no-browser --ip 127.0.0.1 --port $(PORT) --ServerApp.root_dir=$(CURDIR) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .venv/.installed: requirements.txt requirements-dev.txt requirements-nodeps.txt
 \ttest -x $(PY) || $(PYTHON) -m venv .venv

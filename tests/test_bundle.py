@@ -1,6 +1,9 @@
 """The student bundle is the student workspace with the due labs revealed: no answer of a lab not due, no hidden test
 of any lab, the due labs' reference in its library, and what a student needs to set it up."""
+from pathlib import Path
+
 import nbformat
+import pytest
 
 from autograders.answers import ROOT, answer_lines, gives_away
 from autograders.bundle import write_bundle
@@ -37,3 +40,42 @@ def test_leak_detector_sees_a_copied_answer():
     exercise, lines = max(answers.items(), key=lambda item: len(item[1]))
     assert exercise in gives_away("\n".join(lines), answers)
     assert not gives_away(sorted(lines)[0], answers), "one line in common is not an answer"
+
+
+def test_the_bundles_make_lab_serves_it_without_instructor_tools(tmp_path):
+    """`make lab` inside an unzipped bundle (its own Makefile; the set-up stamp faked, this interpreter used)."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    out = write_bundle(tmp_path / "student", due=set())
+    (out / ".venv").mkdir()
+    (out / ".venv" / ".installed").touch()
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "s"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "w"))
+    proc = subprocess.Popen(["make", "lab", f"PY={sys.executable}", "PORT=0"], cwd=out, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, info = time.monotonic() + 60, None
+        while info is None and time.monotonic() < deadline:
+            assert proc.poll() is None, "the bundle's make lab exited"
+            found = list((tmp_path / "runtime").glob("jpserver-*.json"))
+            info = json.loads(found[0].read_text()) if found else None
+            time.sleep(0.3)
+        assert info and Path(info["root_dir"]).resolve() == out.resolve()
+        base, token = info["url"].rstrip("/"), info["token"]
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{base}/formgrader?token={token}", timeout=5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
