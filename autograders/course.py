@@ -19,9 +19,6 @@ from pathlib import Path
 
 from autograders.answers import ROOT, lab_names
 
-__all__ = ["ROOT", "lab_names", "nbgrader", "generate_release", "stale_releases", "release", "check_release"]
-
-
 def nbgrader(*args: str, grading_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run an nbgrader command from the course root; `grading_dir` overrides where submissions and the gradebook live."""
     # nbgrader runs `alembic` (the gradebook's migrations) by name: put this interpreter's scripts first on PATH.

@@ -23,7 +23,7 @@ import re
 
 import nbformat
 
-from tinyml_lib.export import HEADING  # the same `## N. Title` headings the library's stubs name
+from tinyml_lib.export import sectioned  # the same sections the library's stubs name
 
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # the two lines of nbgrader_config.py's code stub
 DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)[ \t]*\(")
@@ -104,14 +104,7 @@ def teach_stubs(nb):
     """Rewrite, in place, every nbgrader code stub of a release notebook (nbformat v4 node); returns `nb`."""
     from nbgrader.utils import compute_checksum
 
-    section = "(introduction)"
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            headings = HEADING.findall(cell.source)
-            if headings:
-                number, title = headings[-1]
-                section = f"§{number} {title.strip()}"
-            continue
+    for section, cell in sectioned(nb.cells):
         if cell.cell_type != "code" or STUB[1] not in cell.source:
             continue
         meta = cell.get("metadata", {}).get("nbgrader", {})

@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
-from autograders.answers import IGNORE, ROOT, lab_names, lab_units, labs_of, stub_generated, withhold_kernels
+from autograders.answers import IGNORE, ROOT, lab_names, lab_units, stub_library, withhold_kernels
+from tinyml_lib.student import EXPORTED
 
 WORKSPACE = Path(os.environ.get("TINYML_WORKSPACE") or ROOT / "workspace")
-EXPORTED = "# Exported by tinyml_lib.student.export_lab"
 # nbgrader's instructor tools (Formgrader, Create Assignment, Course List) and its exchange-based student tools.
 NBGRADER_LAB = "@jupyter/nbgrader"
 NBGRADER_SERVER = ["formgrader", "validate_assignment", "assignment_list", "course_list"]
@@ -94,11 +94,8 @@ def build_library(lib: Path, state: dict, copy_data: bool = False) -> None:
     if fresh.exists():
         shutil.rmtree(fresh)
     shutil.copytree(ROOT / "tinyml_lib", fresh, ignore=IGNORE)
-    for module in fresh.rglob("*.py"):
-        labs = labs_of(module.read_text())
-        if labs and not labs <= revealed:
-            module.write_text(stub_generated(module.read_text()))
-    for lab, unit in lab_units().items():
+    stub_library(fresh, revealed)
+    for unit in lab_units().values():
         for rel, text in _student_files(lib / "tinyml_lib" / unit).items():
             (fresh / rel).write_text(text)
     if (lib / "tinyml_lib").exists():
@@ -153,8 +150,7 @@ def sync(ws: Path = WORKSPACE, reveal: set[str] = frozenset(), solutions: bool =
 def kernel_env(ws: Path) -> dict[str, str]:
     """Environment of the student's JupyterLab and of every kernel it starts: the workspace library first."""
     return dict(os.environ, PYTHONPATH=str(ws / "lib"), IPYTHONDIR=str(ws / ".ipython"),
-                JUPYTER_CONFIG_DIR=str(ws / ".jupyter"), TINYML_KERNELS_DIR=str(ws / "lib" / "kernels"),
-                TINYML_DATA_DIR=str(ws / "lib" / "data"))
+                JUPYTER_CONFIG_DIR=str(ws / ".jupyter"))
 
 
 def jupyter_command(ws: Path, port: int) -> list[str]:

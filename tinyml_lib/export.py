@@ -45,14 +45,22 @@ def exported_cells(notebook: Path) -> list[tuple[str, str]]:
     return found
 
 
+def sectioned(cells):
+    """(section, cell) for every cell: the section is the last `## N. Title` heading at or above it ("§1 Title")."""
+    section = "(introduction)"
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            for match in HEADING.finditer("".join(cell["source"])):
+                section = f"§{match['number']} {match['title'].strip()}"
+        yield section, cell
+
+
 def exported_functions(notebook: Path) -> dict[str, str]:
     """Every function an export cell of `notebook` defines -> its section, e.g. {"count_params": "§1 Parameters"}."""
-    section, found = "(introduction)", {}
-    for cell in json.loads(Path(notebook).read_text())["cells"]:
+    found = {}
+    for section, cell in sectioned(json.loads(Path(notebook).read_text())["cells"]):
         source = "".join(cell["source"])
-        if cell["cell_type"] == "markdown" and (match := HEADING.search(source)):
-            section = f"§{match['number']} {match['title'].strip()}"
-        elif cell["cell_type"] == "code" and EXPORT_LINE.match(source.split("\n", 1)[0]):
+        if cell["cell_type"] == "code" and EXPORT_LINE.match(source.split("\n", 1)[0]):
             clean = "\n".join(line for line in source.splitlines() if "### " not in line)
             for node in ast.parse(clean).body:
                 if isinstance(node, ast.FunctionDef):

@@ -30,15 +30,12 @@ def unfinished_from(error: BaseException | None) -> tuple[str, str] | None:
 
 def exercise_names(notebook: str | os.PathLike) -> dict[str, str]:
     """Names that the exercise cells (nbgrader solution cells) of `notebook` define -> the section they are in."""
-    from tinyml_lib.export import HEADING
-    section, names = "(introduction)", {}
-    for cell in json.loads(Path(notebook).read_text())["cells"]:
-        source = "".join(cell["source"])
-        if cell["cell_type"] == "markdown" and (match := HEADING.search(source)):
-            section = f"§{match['number']} {match['title'].strip()}"
-        elif cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
+    from tinyml_lib.export import sectioned
+    names = {}
+    for section, cell in sectioned(json.loads(Path(notebook).read_text())["cells"]):
+        if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
             try:
-                tree = ast.parse(source)
+                tree = ast.parse("".join(cell["source"]))
             except SyntaxError:
                 continue
             for node in tree.body:
