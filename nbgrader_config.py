@@ -36,10 +36,17 @@ c.Execute.interrupt_on_timeout = True
 c.ExecutePreprocessor.kernel_name = "python3"
 c.Execute.kernel_name = "python3"
 
-# Feedback shows the student what failed, not the hidden tests' source (autograders/feedback.py).
+# Feedback shows the student what failed, not the hidden tests, and shows what the student wrote as inert text
+# (autograders/feedback.py). Order matters: the redaction reads the hidden tests and the markers are neutralised before
+# ClearHiddenTests removes the hidden tests (it raises on a marker outside a test cell); the test cells are reduced to
+# their error messages and the outputs and markdown made inert before the page is rendered; GetGrades and the CSS last.
 c.GenerateFeedback.preprocessors = [
+    "autograders.feedback.HiddenTestsRedacted",
+    "autograders.feedback.MarkersNeutralised",
     "nbgrader.preprocessors.ClearHiddenTests",
     "autograders.feedback.ErrorMessagesOnly",
+    "autograders.feedback.PlainOutputs",
+    "autograders.feedback.InertMarkdown",
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]

@@ -1,18 +1,35 @@
 """Adversarial submissions of a lab, and what a sound grader gives each (tests/test_classroom.py grades them).
 
-Each fixture is built from the lab's own notebooks, so it follows the lab as it changes:
+Each fixture is built from the lab's own notebooks, so it follows the lab as it changes. "full" is the solution's
+score, "zero" none; a note means the class summary must say what happened to that submission.
 
-    blank           the release as handed out                      -> every test cell 0
-    wrong           every exercise replaced by its first mutant     -> every exercise loses points
-    exceptions      every answer raises                            -> every test cell 0
-    infinite_loop   the solution, last Python exercise loops forever      -> only that exercise's cells 0
-    edited_tests    the release, every test cell edited to pass    -> every test cell 0 (tests restored)
-    deleted_tests   the solution with every test cell deleted      -> full marks (tests restored)
-    renamed         the solution saved as "Untitled (1).ipynb"     -> full marks
-    huge_alloc      the solution plus a 200 GB allocation          -> full marks (the allocation fails alone)
-    patched_clock   a slow answer to the speed exercise that fakes the clock -> the speed cell 0
-    attacker        the solution plus code that rewrites the gradebook and deletes the other submissions
-                                                                   -> full marks for itself; nothing else changes
+    blank             the release as handed out                                   -> every test cell 0
+    wrong             every exercise replaced by its first mutant                 -> every exercise loses points
+    exceptions        every answer raises                                         -> every test cell 0
+    infinite_loop     the last Python exercise loops forever, swallowing the timeout's interrupt
+                                                                                  -> only that exercise's cells 0
+    edited_tests      the release, every test cell edited to pass                 -> every test cell 0 (restored)
+    deleted_tests     the solution with every test cell deleted                   -> full (tests restored)
+    renamed           the solution saved as "Untitled (1).ipynb"                  -> full, note
+    huge_alloc        the solution plus a 200 GB allocation                       -> full (the allocation fails alone)
+    patched_clock     a slow answer to the speed exercise, the clock faked in a cell above the imports
+                                                                                  -> the speed cell 0
+    attacker          the solution plus code that rewrites the gradebook and deletes the other submissions
+                                                                                  -> full for itself; nothing else changes
+    not_json          a notebook file that is not JSON                            -> zero, note
+    symlink           the notebook is a symbolic link to another student's        -> zero, note
+    no_notebook       a folder with no notebook                                   -> zero, note
+    bad_folder_name   the solution in a folder whose name is not UTF-8            -> full (under an escaped id), note
+    forged_metadata   the solution plus cells carrying nbgrader grade metadata    -> full
+    display_points    the solution plus a hook that makes every cell display 1000 -> full (no partial credit read)
+    protocol_error    the solution, then a kernel message nbclient cannot parse   -> full, note
+    showtraceback     the release with the shell's traceback display switched off -> zero
+    launcher_shadow   the release plus an `ipykernel_launcher.py` side file that fakes passing replies -> zero
+    forged_checkers   every exercise wrong, the course's checkers replaced by no-ops -> every exercise loses points
+    resource_hog      the solution plus /dev/shm, /tmp and home filled, a fork bomb, 200 MB of output, a 2 GB file,
+                      thousands of nested folders in the home and socket folders  -> full; nothing left behind
+    feedback_attack   the solution plus a hook printing every cell's source (the hidden tests), student HTML with
+                      script, and nbgrader's marker text in a student cell        -> full; feedback clean for all
 
     python -m autograders.adversarial LAB OUT_DIR   # write OUT_DIR/<fixture>/<notebook>.ipynb
 """
@@ -20,7 +37,8 @@ from __future__ import annotations
 
 import argparse
 import copy as _copy
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -44,6 +62,102 @@ except OSError as exc:
     print("library:", exc)
 '''
 
+SWALLOW = '''
+import time
+try:
+    while True:
+        time.sleep(0.01)
+except KeyboardInterrupt:
+    pass
+'''
+
+DISPLAY_POINTS = '''
+ip = get_ipython()
+ip.events.register("post_run_cell", lambda result: ip.displayhook(1000.0))
+'''
+
+PROTOCOL_ERROR = '''
+kernel = get_ipython().kernel
+kernel.session.send(kernel.iopub_socket, "display_data", {"data": {"text/plain": "no metadata"}},
+                    parent=kernel.get_parent())
+'''
+
+NO_TRACEBACKS = '''
+get_ipython().showtraceback = lambda *args, **kwargs: None
+get_ipython().showsyntaxerror = lambda *args, **kwargs: None
+'''
+
+FAKE_LAUNCHER = '''
+# A kernel whose every reply says "ok" and which shows no error.
+from ipykernel.ipkernel import IPythonKernel
+_execute = IPythonKernel.do_execute
+async def do_execute(self, code, *args, **kwargs):
+    await _execute(self, "pass", *args, **kwargs)
+    return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
+IPythonKernel.do_execute = do_execute
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+'''
+
+FORGED_CHECKERS = '''
+import tinyml_lib.grading as _grading
+def _passes(*args, **kwargs):
+    return None
+check_equal = check_close = check_type = _passes
+_grading.check_equal = _grading.check_close = _grading.check_type = _passes
+'''
+
+RESOURCE_HOG = '''
+import os, subprocess, sys
+for folder, size in (("/dev/shm", 7 << 30), ("/tmp", 7 << 30), (os.path.expanduser("~"), 7 << 30)):
+    try:
+        with open(os.path.join(folder, "fill"), "wb") as f:
+            for _ in range(size >> 24):
+                f.write(b"x" * (1 << 24))
+    except OSError as exc:
+        print(folder, exc)
+    finally:
+        if os.path.exists(os.path.join(folder, "fill")):
+            os.remove(os.path.join(folder, "fill"))
+children = []
+try:
+    for _ in range(2000):
+        children.append(subprocess.Popen(["/bin/sleep", "3"]))
+except OSError as exc:
+    print("processes:", len(children), exc)
+for child in children:
+    child.wait()
+try:
+    with open("big", "wb") as f:
+        f.seek(2 << 30)
+        f.write(b"x")
+except OSError as exc:
+    print("file size:", exc)
+for top in (os.path.expanduser("~"), os.path.dirname(get_ipython().kernel.connection_file)):
+    os.chdir(top)
+    for _ in range(3000):
+        os.mkdir("d")
+        os.chdir("d")
+os.chdir(os.path.expanduser("~"))
+print("x" * (200 << 20))
+for _ in range(2000):
+    print("y" * 10000)
+'''
+
+LEAK_HOOK = '''
+ip = get_ipython()
+ip.events.register("pre_run_cell", lambda info: print("CELL SOURCE:", info.raw_cell))
+'''
+
+FEEDBACK_ATTACK = '''
+from IPython.display import HTML, display
+display(HTML("<script>alert('student script')</script><img src=x onerror=alert('student img')>"))
+marker = """
+### BEGIN HIDDEN TESTS
+### END HIDDEN TESTS
+"""
+'''
+
 CLOCK_PATCH = '''
 import time as _time
 _fake = iter(range(10**12))
@@ -58,10 +172,15 @@ _time.time = _time.perf_counter
 @dataclass
 class Fixture:
     name: str
-    notebook: nbformat.NotebookNode
+    notebook: nbformat.NotebookNode | None   # None: no notebook (see raw, symlink_to)
     filename: str | None = None      # None: <lab>.ipynb
     expect: str = "full"             # full | zero | loses_every_exercise | zero_cells
     zero_cells: frozenset = frozenset()
+    note: bool = False               # the summary must carry a note for this student
+    raw: bytes | None = None         # written as the notebook file instead of `notebook`
+    symlink_to: str | None = None    # the notebook file is a symbolic link to this fixture's notebook
+    files: dict = field(default_factory=dict)   # side files: name -> text
+    folder: bytes | None = None      # the student folder's name, as bytes (not necessarily UTF-8)
 
 
 def _read(path: Path):
@@ -112,7 +231,7 @@ def fixtures(lab: str) -> list[Fixture]:
     out.append(Fixture("exceptions", raising, expect="zero"))
 
     looping, last = _copy.deepcopy(source), python_exercises(source)[-1]   # a Python loop: a kernel's body is C
-    _set_answer(looping, answers[last], "while True:\n    pass")
+    _set_answer(looping, answers[last], SWALLOW)
     out.append(Fixture("infinite_loop", looping, expect="zero_cells", zero_cells=frozenset(_grade_ids(source, parts[last]))))
 
     edited = _copy.deepcopy(release)
@@ -124,7 +243,7 @@ def fixtures(lab: str) -> list[Fixture]:
     deleted = _copy.deepcopy(source)
     deleted["cells"] = [c for c in deleted["cells"] if not c.get("metadata", {}).get("nbgrader", {}).get("grade")]
     out.append(Fixture("deleted_tests", deleted))
-    out.append(Fixture("renamed", _copy.deepcopy(source), filename="Untitled (1).ipynb"))
+    out.append(Fixture("renamed", _copy.deepcopy(source), filename="Untitled (1).ipynb", note=True))
 
     first_answer = min(answers.values())
     out.append(Fixture("huge_alloc", _with_cell(_copy.deepcopy(source), first_answer,
@@ -134,20 +253,61 @@ def fixtures(lab: str) -> list[Fixture]:
     speed = speed_exercise(lab)
     if speed is not None:
         exercise, slow = speed
-        clocked = _with_cell(_copy.deepcopy(source), answers[exercise] - 1, CLOCK_PATCH)
+        clocked = _copy.deepcopy(source)
+        clocked["cells"].insert(0, nbformat.v4.new_code_cell(CLOCK_PATCH.strip()))  # above the imports
         _set_answer(clocked, answers[exercise] + 1, slow)
         speed_cells = {g for g in _grade_ids(source, parts[exercise]) if g.startswith("speed_")}
         out.append(Fixture("patched_clock", clocked, expect="zero_cells", zero_cells=frozenset(speed_cells)))
+    return out + hostile_fixtures(source, release, mutants)
+
+
+def hostile_fixtures(source, release, mutants) -> list[Fixture]:
+    """The fixtures that attack the grader itself (see the module docstring, from not_json on)."""
+    answers, last_cell = _answer_cells(source), len(source["cells"]) - 1
+    first_answer = min(answers.values())
+    out = [Fixture("not_json", None, expect="zero", note=True, raw=b'{"cells": [ this is not JSON'),
+           Fixture("symlink", None, expect="zero", note=True, symlink_to="renamed"),
+           Fixture("no_notebook", None, expect="zero", note=True, files={"answers.txt": "see my notebook"}),
+           Fixture("bad_folder_name", _copy.deepcopy(source), note=True, folder=b"caf\xe9-student")]
+    forged = _copy.deepcopy(source)
+    for gid in (None, "test_forged", nbgrader_meta(source["cells"][first_answer]).get("grade_id")):
+        cell = nbformat.v4.new_code_cell("print('graded?')")
+        cell.metadata["nbgrader"] = {"grade": True, "points": 1000, "solution": False, "locked": False,
+                                     **({"grade_id": gid} if gid else {})}
+        forged["cells"].insert(first_answer + 1, cell)
+    out.append(Fixture("forged_metadata", forged))
+    out.append(Fixture("display_points", _with_cell(_copy.deepcopy(source), 0, DISPLAY_POINTS)))
+    out.append(Fixture("protocol_error", _with_cell(_copy.deepcopy(source), last_cell, PROTOCOL_ERROR), note=True))
+    out.append(Fixture("showtraceback", _with_cell(_copy.deepcopy(release), 0, NO_TRACEBACKS), expect="zero"))
+    out.append(Fixture("launcher_shadow", _copy.deepcopy(release), expect="zero",
+                       files={"ipykernel_launcher.py": FAKE_LAUNCHER}))
+    checkers = _copy.deepcopy(source)
+    for exercise, index in answers.items():
+        _set_answer(checkers, index, next(iter(mutants[exercise].values())))
+    out.append(Fixture("forged_checkers", _with_cell(checkers, first_answer, FORGED_CHECKERS),
+                       expect="loses_every_exercise"))
+    out.append(Fixture("resource_hog", _with_cell(_copy.deepcopy(source), first_answer, RESOURCE_HOG)))
+    out.append(Fixture("feedback_attack", _with_cell(_with_cell(_copy.deepcopy(source), first_answer, FEEDBACK_ATTACK),
+                                                     0, LEAK_HOOK)))
     return out
 
 
-def write_fixtures(lab: str, out: Path, students: dict[str, Fixture] | None = None) -> dict[str, Fixture]:
-    """Write every fixture as a submission folder out/<fixture>/<lab>/; returns fixture name -> Fixture."""
+def write_fixtures(lab: str, out: Path) -> dict[str, Fixture]:
+    """Write every fixture as a submission folder out/<fixture>/<lab>/ (out/<folder bytes>/<lab>/ where the fixture
+    names its folder); returns fixture name -> Fixture."""
     made = {f.name: f for f in fixtures(lab)}
     for fixture in made.values():
-        folder = out / fixture.name / lab
+        folder = Path(os.fsdecode(bytes(out) + b"/" + fixture.folder)) / lab if fixture.folder else out / fixture.name / lab
         folder.mkdir(parents=True, exist_ok=True)
-        nbformat.write(fixture.notebook, folder / (fixture.filename or f"{lab}.ipynb"))
+        path = folder / (fixture.filename or f"{lab}.ipynb")
+        if fixture.raw is not None:
+            path.write_bytes(fixture.raw)
+        elif fixture.symlink_to is not None:
+            path.symlink_to(next((out / fixture.symlink_to / lab).glob("*.ipynb")).resolve())
+        elif fixture.notebook is not None:
+            nbformat.write(fixture.notebook, path)
+        for name, text in fixture.files.items():
+            (folder / name).write_text(text)
     return made
 
 

@@ -1,30 +1,42 @@
-"""Run one submission's notebook in a bubblewrap sandbox and return the executed notebook.
+"""Run one submission's notebook in a bubblewrap sandbox, then re-check its tests, and return the graded notebook.
 
 The kernel sees only: the system (/usr and the few files of /etc a program needs) and the Python environment,
-read-only; the course library, kernels and
-data of the graded lab, read-only, with the answers of that lab and of later labs stubbed (the student bundle, so a
-submission cannot import the instructor's solution); its own scratch copy of the submission folder, read-write, as its
-working and home folder. It runs as an unprivileged user in new user, PID, IPC, UTS and network namespaces (no network),
-under an address-space limit, with a wall-time limit per cell and per notebook. It never sees the gradebook, the other
-submissions, the solutions or the tests.
+read-only; the course library, kernels and data of the graded lab, read-only, with the answers of that lab and of
+later labs stubbed (so a submission cannot import the instructor's solution); the other files of its submission
+folder, read-only, in a home folder of its own. It runs as an unprivileged user in new user, PID, IPC, UTS and
+network namespaces (no network). It never sees the gradebook, the other submissions, the solutions or the tests.
 
-The trusted side (nbclient in this process) talks to the kernel over ZeroMQ unix sockets in a private folder, and
-reads results from execute replies only: a grade cell that did not run (kernel killed, notebook time limit) gets an
-error output, so it scores zero.
+Limits (`Limits`): a wall time per cell and per notebook; a memory cgroup that counts every process and every tmpfs
+file, and a process-count cgroup, where the grader can create groups (autograders/cgroups.py), else an address-space
+limit per process; size-capped tmpfs mounts for the home folder, /tmp and /dev/shm (/dev itself read-only); a
+file-size limit; output capped while it streams (a message over `message_bytes` is refused by ZeroMQ, output past
+`output_bytes` is dropped). When a run ends, everything in its group is killed and its folders removed.
+
+Trust: the kernel starts from trusted code (`python -P`: nothing of the working folder on sys.path; the course's
+checkers and timer imported before the first cell). A grade cell passes only if the kernel's own execute reply says
+it completed (never from the absence of a rendered traceback); a timed-out or interrupted cell fails. Its tests then
+run again in a fresh sandboxed process with only the answer cells of the student (autograders/recheck.py); a cell
+counts only where both runs pass.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import zmq
+import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
@@ -36,15 +48,31 @@ ETC = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime",
        "nsswitch.conf", "fonts", "mime.types"]
 HOME = "/home/student"
 COURSE = "/course"
+GRADER = "/grader"       # the re-check runner, read-only
+RECHECK = Path(__file__).with_name("recheck.py")
+# Imported by the kernel before the first cell: the speed checks' clock is captured before any student code runs.
+TRUSTED_IMPORTS = "import tinyml_lib.grading, tinyml_lib.timing; del tinyml_lib"
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits of one sandboxed run. memory_bytes caps the kernel's address space (RLIMIT_AS)."""
+    """Limits of one graded run (kernel run and re-check each).
+
+    memory_bytes: the cgroup memory limit (every process and tmpfs file), or RLIMIT_AS per process without cgroups.
+    processes: the cgroup's pids.max (processes and threads); without cgroups not enforced.
+    tmpfs_bytes: size of each of the home folder and /tmp (RAM-backed, counted in memory_bytes); shm_bytes: /dev/shm.
+    file_bytes: RLIMIT_FSIZE. output_bytes: output kept per notebook; message_bytes: largest kernel message accepted.
+    """
     cell_seconds: int = int(os.environ.get("TINYML_CELL_TIMEOUT", "120"))
     notebook_seconds: int = 600
     memory_bytes: int = 6 * 2**30
     threads: int = 1
+    processes: int = 512
+    tmpfs_bytes: int = 2**30
+    shm_bytes: int = 256 * 2**20
+    file_bytes: int = 2**30
+    output_bytes: int = 16 * 2**20
+    message_bytes: int = 32 * 2**20
 
 
 def sandbox_problem() -> str | None:
@@ -69,13 +97,21 @@ def _python_roots() -> list[str]:
     return sorted(r for r in roots if not r.startswith("/usr"))
 
 
-def bwrap_argv(scratch: Path, course: Path, ipc: Path, limits: Limits, read_only: dict[str, Path] | None = None) -> list[str]:
-    """The bwrap command prefix: the filesystem view, the user and namespaces, the environment, the memory limit."""
-    passwd = ipc / "passwd"
+def bwrap_argv(tmp: Path, course: Path, limits: Limits, read_only: dict[str, Path] | None = None,
+               ipc: Path | None = None) -> list[str]:
+    """The bwrap command prefix: the filesystem view, the user and namespaces, the environment, the limits.
+
+    Args:
+        tmp: a host folder of this run (the passwd file is written there).
+        course: folder mounted read-only at /course (tinyml_lib, kernels, data).
+        read_only: more read-only mounts, sandbox path -> host path (the submission's files, a model cache).
+        ipc: the host folder of the kernel's sockets, mounted read-write at the same path (kernel runs only).
+    """
+    passwd = tmp / "passwd"
     passwd.write_text(f"root:x:0:0::/root:/bin/false\nstudent:x:{SANDBOX_UID}:{SANDBOX_UID}::{HOME}:/bin/false\n")
     # /tmp first: a tmpfs mounted after a bind below /tmp (a checkout in /tmp, its .venv) would hide it.
-    argv = [BWRAP, *_namespace_args(), "--tmpfs", "/tmp", "--ro-bind", "/usr", "/usr", "--dir", "/etc",
-            "--ro-bind", str(passwd), "/etc/passwd"]
+    argv = [BWRAP, *_namespace_args(), "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp",
+            "--ro-bind", "/usr", "/usr", "--dir", "/etc", "--ro-bind", str(passwd), "/etc/passwd"]
     for name in ETC:  # not the rest of /etc (shadow, keys, the grader's configuration)
         if Path("/etc", name).exists():
             argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
@@ -86,8 +122,11 @@ def bwrap_argv(scratch: Path, course: Path, ipc: Path, limits: Limits, read_only
             argv += ["--ro-bind", f"/{link}", f"/{link}"]
     for root in _python_roots():
         argv += ["--ro-bind", root, root]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--bind", str(ipc), str(ipc),
-             "--ro-bind", str(course), COURSE, "--bind", str(scratch), HOME]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/dev", "--size", str(limits.tmpfs_bytes), "--tmpfs", HOME,
+             "--ro-bind", str(course), COURSE]
+    if ipc is not None:
+        argv += ["--bind", str(ipc), str(ipc)]
     for target, source in (read_only or {}).items():
         argv += ["--ro-bind", str(source), target]
     env = kernel_env(HOME, COURSE, f"{HOME}/.cache/tinyml_lib", limits)
@@ -105,7 +144,8 @@ def kernel_env(home: str, course: str, cache: str, limits: Limits) -> dict[str, 
 
 
 def _rlimits(limits: Limits) -> list[str]:
-    return ["/usr/bin/prlimit", f"--as={limits.memory_bytes}", "--core=0", "--"]
+    """prlimit: no core files, a file-size limit, and the address-space limit (kept with a cgroup as a second bound)."""
+    return ["/usr/bin/prlimit", f"--as={limits.memory_bytes}", "--core=0", f"--fsize={limits.file_bytes}", "--"]
 
 
 def unsandboxed_argv(scratch: Path, course: Path, limits: Limits) -> list[str]:
@@ -115,9 +155,11 @@ def unsandboxed_argv(scratch: Path, course: Path, limits: Limits) -> list[str]:
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """An ipykernel started inside bwrap, reached through unix sockets in a folder shared with the sandbox."""
+    """An ipykernel started inside bwrap from trusted code, reached through unix sockets in a folder shared with the
+    sandbox, over sockets that refuse any message larger than `message_bytes`."""
 
     sandbox_prefix: list[str] = []
+    message_bytes: int = Limits.message_bytes
 
     @property
     def kernel_spec(self):
@@ -128,76 +170,265 @@ class SandboxedKernelManager(AsyncKernelManager):
         return spec
 
     def format_kernel_cmd(self, extra_arguments=None):
-        return [*self.sandbox_prefix, sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file,
-                *(extra_arguments or [])]
+        # -P: the working folder (the student's files) is not put on sys.path, so no file there shadows a module.
+        return [*self.sandbox_prefix, sys.executable, "-P", "-m", "ipykernel_launcher", "-f", self.connection_file,
+                f"--IPKernelApp.exec_lines={TRUSTED_IMPORTS}", *(extra_arguments or [])]
+
+    def client(self, **kwargs):
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, self.message_bytes)  # a default for every socket of the client
+        return super().client(context=context, **kwargs)
 
 
-def _not_run_error(reason: str) -> nbformat.NotebookNode:
-    return nbformat.v4.new_output("error", ename="NotExecuted", evalue=reason,
-                                  traceback=[f"NotExecuted: {reason}"])
+class CappedClient(NotebookClient):
+    """nbclient that keeps at most `output_bytes` of output in all and records each cell's execute reply."""
+
+    def __init__(self, nb, output_bytes: int, **kwargs):
+        super().__init__(nb, on_cell_executed=self._replied, **kwargs)
+        self.output_left, self.cut, self.replies, self.timed_out = output_bytes, set(), {}, []
+
+    def _replied(self, cell, cell_index, execute_reply):
+        content = execute_reply.get("content", {}) if isinstance(execute_reply, dict) else {}
+        self.replies[cell_index] = (content.get("status") == "ok", str(content.get("ename") or "Error"),
+                                    str(content.get("evalue") or "")[:500])
+        if content.get("ename") == "CellTimeoutError":
+            self.timed_out.append(cell_index)
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        if size > self.output_left:
+            self.output_left = 0
+            if cell_index not in self.cut:
+                self.cut.add(cell_index)
+                outs.append(nbformat.v4.new_output("stream", name="stdout", text="[output over the grader's limit dropped]\n"))
+            return None
+        self.output_left -= size
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _error(ename: str, evalue: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
 def _is_grade_cell(cell) -> bool:
     return cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade", False)
 
 
-async def _execute(nb, km: SandboxedKernelManager, limits: Limits, cwd: Path) -> tuple[set[int], str | None]:
-    """Execute `nb` in place; returns (indices of cells that got a reply, why the run stopped early or None)."""
-    replied: set[int] = set()
-    client = NotebookClient(nb, km=km, timeout=limits.cell_seconds, allow_errors=True, interrupt_on_timeout=True,
-                            startup_timeout=60, record_timing=False,
-                            error_on_timeout={"ename": "CellTimeoutError", "evalue": f"cell ran over {limits.cell_seconds} s",
-                                              "traceback": [f"CellTimeoutError: cell ran over {limits.cell_seconds} s"]},
-                            on_cell_executed=lambda cell, cell_index, execute_reply: replied.add(cell_index))
+async def _execute(nb, km: SandboxedKernelManager, limits: Limits, cwd: str) -> tuple[dict, str | None]:
+    """Execute `nb` in place; returns (cell index -> (reply ok, ename, evalue), what stopped or cut the run, or None)."""
+    timeout_error = {"ename": "CellTimeoutError", "evalue": f"cell ran over {limits.cell_seconds} s",
+                     "traceback": [f"CellTimeoutError: cell ran over {limits.cell_seconds} s"]}
+    client = CappedClient(nb, limits.output_bytes, km=km, timeout=limits.cell_seconds, allow_errors=True,
+                          interrupt_on_timeout=True, startup_timeout=60, record_timing=False,
+                          error_on_timeout=timeout_error)
+    stopped = None
     try:
-        await asyncio.wait_for(client.async_execute(cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        await asyncio.wait_for(client.async_execute(cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                                timeout=limits.notebook_seconds)
-        return replied, None
     except asyncio.TimeoutError:
-        return replied, f"notebook ran over its {limits.notebook_seconds} s limit"
+        stopped = f"notebook ran over its {limits.notebook_seconds} s limit"
     except DeadKernelError:
-        return replied, "the kernel died (killed, out of memory, or exited)"
-    except RuntimeError as exc:  # the kernel did not start
-        return replied, f"the kernel did not start: {exc}"
+        stopped = "the kernel died (killed, out of memory, or exited)"
+    except Exception as exc:  # noqa: BLE001 -- a kernel that did not start, or broke the messaging protocol
+        stopped = f"the run stopped: {type(exc).__name__}: {str(exc)[:200]}"
     finally:
-        if await km.is_alive():
-            await km.shutdown_kernel(now=True)
+        try:
+            if await km.is_alive():
+                await km.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001 -- the run's cgroup kills what is left
+            pass
+    cut = [f"{len(client.timed_out)} cells stopped at the {limits.cell_seconds} s limit"] if client.timed_out else []
+    cut += ["output over the limit dropped"] if client.cut else []
+    return client.replies, "; ".join(filter(None, [stopped, *cut])) or None
 
 
-def execute_submission(nb_json: str, files: str | None, course: str, limits: Limits = Limits(),
+def _recheck(spec: dict, command: list[str], cwd: str, limits: Limits) -> tuple[dict[str, tuple[bool, str]], str | None]:
+    """Run the re-check job `spec` with `command` (a prefix, python, the runner) in `cwd`; returns (grade_id -> (ok,
+    message), why it stopped early or None).
+
+    A test cell has `cell_seconds` for itself and for each cell since the previous test; the whole re-check has
+    `notebook_seconds`. On either limit the process is killed and the tests without a verdict fail.
+    """
+    proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for line in iter(lambda: proc.stdout.readline(65536), b""):
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        proc.stdin.write(json.dumps(spec).encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    verdicts, stopped, since = {}, None, 0
+    end = time.monotonic() + limits.notebook_seconds
+    expected = [c["id"] for c in spec["cells"] if c["kind"] == "test"]
+    budgets = []
+    for cell in spec["cells"]:
+        since += 1
+        if cell["kind"] == "test":
+            budgets.append(since * limits.cell_seconds)
+            since = 0
+    for gid, budget in zip(expected, budgets):
+        try:
+            line = lines.get(timeout=max(0.0, min(budget, end - time.monotonic())))
+        except queue.Empty:
+            stopped = f"the re-check ran over its time limit before test {gid}"
+            break
+        try:
+            got = json.loads(line) if line is not None else None
+        except ValueError:
+            got = None
+        if not isinstance(got, dict) or got.get("id") != gid:
+            stopped = f"the re-check stopped before test {gid}"
+            break
+        verdicts[gid] = (got.get("ok") is True, str(got.get("error") or "")[:500])
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill(proc)
+    return verdicts, stopped
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait()
+
+
+def settle_grades(nb, replies: dict, rechecked: dict, recheck_stopped: str | None, stopped: str | None) -> list[str]:
+    """Set each grade cell's outputs to its verdict, in place; returns the ids that failed only in the re-check.
+
+    A grade cell passes if its execute reply was ok and, if it was in the re-check (`rechecked` holds every id that
+    was, with None where the re-check stopped before giving a verdict), the re-check passed it. A
+    passing cell keeps its outputs minus errors, with a result shown as display (so no printed number reads as
+    partial credit) and stderr as stdout; a failing cell keeps its outputs and ends with one error saying why.
+    """
+    only_recheck = []
+    for index, cell in enumerate(nb.cells):
+        if not _is_grade_cell(cell):
+            continue
+        gid = cell.metadata.nbgrader.get("grade_id")
+        ok, ename, evalue = replies.get(index, (False, "NotExecuted", stopped or "the cell did not run"))
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "execute_result":
+                out = nbformat.v4.new_output("display_data", data=out.get("data", {}), metadata=out.get("metadata", {}))
+            elif out.output_type == "stream" and out.get("name") == "stderr":
+                out = nbformat.v4.new_output("stream", name="stdout", text=out.get("text", ""))
+            if out.output_type != "error":
+                kept.append(out)
+        if not ok:  # the kernel's own error output if it sent one (a timeout or a swallowed interrupt sends none)
+            cell.outputs = kept + (errors[-1:] or [_error(ename, evalue)])
+        elif gid in rechecked and not (rechecked[gid] or (False,))[0]:
+            why = rechecked[gid][1] if rechecked[gid] else (recheck_stopped or "the re-check gave no verdict")
+            cell.outputs = kept + [_error("RecheckFailed", "passed in the notebook, failed when the tests ran again "
+                                          f"with only your answer cells: {why}")]
+            only_recheck.append(gid)
+        else:
+            cell.outputs = kept
+    return only_recheck
+
+
+def _remove(path: Path) -> str | None:
+    """Remove a folder however deep or large it is, within a minute; None, or why it could not."""
+    try:
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], timeout=60, check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"could not remove {path} within 60 s"
+    return f"could not remove {path}" if path.exists() else None
+
+
+@contextmanager
+def _run_limits(limits: Limits, sandboxed: bool):
+    """A cgroup for one run where one can be made (yields it, or None), killed and removed on exit."""
+    from autograders.cgroups import Cgroup
+    if not sandboxed or Cgroup.unavailable() is not None:
+        yield None
+        return
+    with Cgroup(limits.memory_bytes, limits.processes) as group:
+        yield group
+
+
+def _command(tmp: Path, course: str, limits: Limits, mounts: dict[str, str], sandboxed: bool, group,
+             **bwrap) -> list[str]:
+    """The command prefix of one run: join the cgroup (if any), then the sandbox (or the unsandboxed environment)."""
+    inner = (bwrap_argv(tmp, Path(course), limits, {k: Path(v) for k, v in mounts.items()}, **bwrap) if sandboxed
+             else unsandboxed_argv(tmp / "home", Path(course), limits))
+    return (group.prefix() if group else []) + inner
+
+
+def execute_submission(nb_json: str, files: dict[str, str] | None, course: str, limits: Limits = Limits(),
                        read_only: dict[str, str] | None = None, workdir: str | None = None,
-                       sandboxed: bool = True) -> dict:
-    """Run one sanitized notebook in a fresh sandbox. Pure: safe to call in a Dask worker.
+                       sandboxed: bool = True, recheck: dict | None = None) -> dict:
+    """Run one sanitized notebook in a fresh sandbox, then re-check its tests. Pure: safe to call in a Dask worker.
 
     Args:
         nb_json: the notebook to run (JSON text), already sanitized (locked cells restored).
-        files: folder whose other files (data a student submitted) are copied into the scratch folder, or None.
+        files: the submission's other files, name -> host path, mounted read-only in the home folder.
         course: folder holding tinyml_lib, kernels and data as the sandbox must see them (read-only).
-        limits: time, memory and thread limits.
+        limits: time, memory, process, file and output limits.
         read_only: extra read-only mounts, sandbox path -> host path (e.g. a model cache).
-        workdir: where the scratch and socket folders are made (a temporary folder by default).
+        workdir: where this run's host folder is made (a temporary folder by default); removed after.
         sandboxed: False runs the kernel as the grader, with only its environment and limits (explicit opt-in).
+        recheck: the re-check job (autograders/recheck.recheck_spec), or None for none. Its tests that failed in
+            the notebook are not run again: they fail anyway.
     Returns:
-        dict with "notebook" (executed, JSON text), "seconds" (wall time) and "stopped" (None or the reason the run
-        stopped early; every grade cell that did not run carries a NotExecuted error).
+        dict with "notebook" (graded, JSON text: the grade cells' outputs carry the verdicts), "seconds" (kernel run),
+        "recheck_seconds", "stopped" (what stopped or cut the run or the re-check, or None), "recheck_failed" (ids
+        that passed in the notebook only), "cgroup" (whether a cgroup held the limits), "peak_memory_bytes".
     """
     nb = nbformat.reads(nb_json, as_version=4)
-    with tempfile.TemporaryDirectory(prefix="tg-", dir=workdir) as tmp:
-        scratch, ipc = Path(tmp) / "home", Path(tmp) / "s"
-        scratch.mkdir()
-        ipc.mkdir()
-        if files:
-            for item in Path(files).iterdir():
-                if item.is_file() and item.suffix != ".ipynb" and not item.is_symlink():
-                    shutil.copy(item, scratch / item.name)
-        os.chmod(scratch, 0o777)
-        km = SandboxedKernelManager(transport="ipc", connection_file=str(ipc / "k.json"))
-        km.sandbox_prefix = (bwrap_argv(scratch, Path(course), ipc, limits, {k: Path(v) for k, v in (read_only or {}).items()})
-                             if sandboxed else unsandboxed_argv(scratch, Path(course), limits))
-        start = time.perf_counter()
-        replied, stopped = asyncio.run(_execute(nb, km, limits, scratch))
-        seconds = time.perf_counter() - start
-    for index, cell in enumerate(nb.cells):
-        if _is_grade_cell(cell) and index not in replied:
-            cell.outputs = [_not_run_error(stopped or "the cell did not run")]
-    return {"notebook": nbformat.writes(nb), "seconds": seconds, "stopped": stopped}
+    tmp = Path(tempfile.mkdtemp(prefix="tg-", dir=workdir))
+    notes, result = [], {"seconds": 0.0, "recheck_seconds": 0.0, "recheck_failed": [], "peak_memory_bytes": None}
+    try:
+        os.chmod(tmp, 0o755)
+        (tmp / "s").mkdir()
+        mounts = {**(read_only or {}), **{f"{HOME}/{name}": path for name, path in (files or {}).items()}}
+        if not sandboxed:  # the unsandboxed kernel works in a host folder with copies of the files
+            (tmp / "home").mkdir()
+            for name, path in (files or {}).items():
+                shutil.copyfile(path, tmp / "home" / name)
+        cwd = str(tmp if sandboxed else tmp / "home")
+        with _run_limits(limits, sandboxed) as group:
+            result["cgroup"] = group is not None
+            km = SandboxedKernelManager(transport="ipc", connection_file=str(tmp / "s" / "k.json"))
+            km.sandbox_prefix = _command(tmp, course, limits, mounts, sandboxed, group, ipc=tmp / "s")
+            km.message_bytes = limits.message_bytes
+            start = time.perf_counter()
+            replies, stopped = asyncio.run(_execute(nb, km, limits, cwd))
+            result["seconds"] = time.perf_counter() - start
+            if group:
+                group.kill()
+            passed = {c.metadata.nbgrader.get("grade_id") for i, c in enumerate(nb.cells)
+                      if _is_grade_cell(c) and replies.get(i, (False,))[0]}
+            job = dict(recheck or {}, cells=[c for c in (recheck or {}).get("cells", [])
+                                             if c["kind"] != "test" or c["id"] in passed])
+            rechecked = dict.fromkeys(c["id"] for c in job["cells"] if c["kind"] == "test")
+            recheck_stopped = None
+            if rechecked:
+                runner = [sys.executable, "-P", f"{GRADER}/recheck.py" if sandboxed else str(RECHECK)]
+                command = _command(tmp, course, limits, {**mounts, f"{GRADER}/recheck.py": str(RECHECK)}, sandboxed,
+                                   group) + runner
+                start = time.perf_counter()
+                verdicts, recheck_stopped = _recheck(job, command, cwd, limits)
+                result["recheck_seconds"] = time.perf_counter() - start
+                rechecked.update(verdicts)
+            if group:
+                result["peak_memory_bytes"] = group.peak_memory_bytes()
+        notes += [stopped, recheck_stopped]
+        result["recheck_failed"] = settle_grades(nb, replies, rechecked, recheck_stopped, stopped)
+    finally:
+        notes.append(_remove(tmp))
+    result.update(notebook=nbformat.writes(nb), stopped="; ".join(n for n in notes if n) or None)
+    return result

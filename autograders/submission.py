@@ -3,11 +3,13 @@
 Like nbgrader's autograde, the student's notebook is the base and the cells the instructor manages are restored from
 the instructor's copy: locked cells (instructions, settings, imports) and every test cell, the test cells with their
 hidden tests. Unlike it, a managed cell the student deleted is put back where it was (after the managed cell before
-it), so deleting a test cell cannot skip it; answer cells and the cells a student added stay as they are.
+it), so deleting a test cell cannot skip it; answer cells and the cells a student added stay as they are, minus any
+nbgrader metadata of their own (a cell a student marks as graded is not one).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import nbformat
@@ -16,7 +18,15 @@ from autograders.mutation import nbgrader_meta
 
 
 def _grade_id(cell) -> str | None:
-    return nbgrader_meta(cell).get("grade_id")
+    gid = nbgrader_meta(cell).get("grade_id")
+    return gid if isinstance(gid, str) else None
+
+
+def _text(source) -> str:
+    """A cell source as text (a list of lines in a hand-edited notebook, or anything else, is joined or dropped)."""
+    if isinstance(source, list):
+        return "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
 
 
 def _is_answer(cell) -> bool:
@@ -43,8 +53,11 @@ def merge_submission(release, source, submitted):
         if gid is not None:
             seen.add(gid)
             cell = nbformat.from_dict(by_id[gid]) if not _is_answer(by_id[gid]) else nbformat.from_dict(
-                dict(by_id[gid], source=cell.source))
+                dict(by_id[gid], source=_text(cell.get("source", ""))))
             cell.source = tests.get(gid, cell.source)
+        else:
+            cell = nbformat.from_dict(cell)
+            cell.get("metadata", {}).pop("nbgrader", None)
         graded.cells.append(nbformat.from_dict(cell))
     for previous, cell in zip([None, *managed], managed):  # re-insert deleted managed cells in release order
         gid = _grade_id(cell)
@@ -63,8 +76,13 @@ def merge_submission(release, source, submitted):
 
 
 def find_notebook(folder: Path, lab: str) -> tuple[Path | None, str]:
-    """The notebook to grade in a student's folder, and a note: `lab.ipynb`, else the only notebook there (renamed)."""
+    """The notebook to grade in a student's folder, and a note: `lab.ipynb`, else the only notebook there (renamed).
+
+    A symbolic link is never followed: it could point at another student's notebook or a file of the grader's.
+    """
     expected = folder / f"{lab}.ipynb"
+    if expected.is_symlink():
+        return None, f"{expected.name} is a symbolic link, not a notebook: not graded"
     if expected.is_file():
         return expected, ""
     notebooks = sorted(p for p in folder.glob("*.ipynb") if p.is_file() and not p.is_symlink())
@@ -75,11 +93,17 @@ def find_notebook(folder: Path, lab: str) -> tuple[Path | None, str]:
     return None, f"{len(notebooks)} notebooks and none named {expected.name}: {', '.join(p.name for p in notebooks)}"
 
 
+def side_files(folder: Path) -> list[Path]:
+    """The regular files directly in a submission folder (what grading reads of it; subfolders are not looked into,
+    so no depth of nesting can slow it down), symbolic links excluded."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+
+
 def fingerprint(folder: Path, *extra: bytes) -> str:
-    """sha256 of every regular file in a submission folder (names and contents) plus `extra` (the tests' version)."""
+    """sha256 of the regular files of a submission folder (names and contents) plus `extra` (the tests' version)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in side_files(folder):
+        digest.update(os.fsencode(path.name) + b"\0" + path.read_bytes() + b"\0")
     for blob in extra:
         digest.update(blob)
     return digest.hexdigest()

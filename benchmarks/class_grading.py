@@ -4,7 +4,8 @@
 
 1. The solution notebook run plainly (nbclient, the course kernel, as a student runs it): T.
 2. The same notebook graded alone by the class grader (sandbox, all cores for its one kernel): overhead = time / T - 1
-   (budget: <= 20%).
+   (budget: <= 20%), and the trusted re-check of its tests (autograders/recheck.py): (kernel run + re-check) / kernel
+   run (budget: <= 1.25).
 3. `--students` copies graded in parallel (one sandbox per core): wall time vs the budget students * T / cores * 1.2.
 """
 from __future__ import annotations
@@ -53,9 +54,11 @@ def main() -> None:
     cores = os.cpu_count() or 1
     plain = plain_run(args.lab)
     alone = class_run(args.lab, 1, workers=1)
-    sandboxed = next(iter(alone.seconds.values()))
+    sandboxed, recheck = next(iter(alone.seconds.values())), next(iter(alone.recheck_seconds.values()))
     print(f"{args.lab}: plain run {plain:.1f} s; graded alone {sandboxed:.1f} s in its sandbox "
-          f"(overhead {100 * (sandboxed / plain - 1):+.0f}%), {alone.wall_seconds:.1f} s with set-up and gradebook")
+          f"(overhead {100 * (sandboxed / plain - 1):+.0f}%), re-check {recheck:.1f} s "
+          f"(grading / notebook run {(sandboxed + recheck) / sandboxed:.2f}), "
+          f"{alone.wall_seconds:.1f} s with set-up and gradebook")
     whole = class_run(args.lab, args.students, workers=cores)
     budget = args.students * plain / cores * 1.2
     full = sum(1 for s in whole.scores.values() if all(v is not None for v in s.values()))
