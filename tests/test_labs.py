@@ -4,13 +4,19 @@ For each lab: the release is current and validates to "no test passes"; the sour
 class grader (sandboxed), scores full marks (the check `nbgrader validate` makes, in the grading path); the blank
 release scores zero on every autograded cell; a submission with an exception in one exercise (and, in the first lab,
 an infinite loop in another) loses exactly those exercises' points; every exercise, replaced by a plausible wrong
-answer, loses points; the solution runs within the lab budget.
+answer, loses points; the solution runs within the lab budget. The labs run side by side, longest first, two
+notebooks at a time (one single-threaded kernel per core, as the class grader runs them).
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import math
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -20,7 +26,8 @@ from nbgrader.api import Gradebook
 from autograders.classroom import exercise_columns, grade_class
 from autograders.course import ROOT, lab_names, nbgrader, stale_releases
 from autograders.sandbox import Limits, sandbox_problem
-from autograders.mutation import load_mutants, mutate, nbgrader_meta, python_exercises, run_with_mutants, sections
+from autograders.mutation import (load_mutants, mutate, nbgrader_meta, python_exercises, run_side_by_side,
+                                  run_with_mutants, sections)
 from tinyml_lib.export import stale_modules
 from tinyml_lib.grading import target
 
@@ -48,6 +55,25 @@ def exercise_tests(lab: str) -> dict[str, list[str]]:
     return exercise_columns(nbformat.read(source_of(lab), as_version=4))
 
 
+# Wall seconds of each lab's mutation run (the solution, then every mutant), one lab at a time on a 2-core VM shared with
+# other jobs. They only order the runs, longest lab first, so that no core idles at the end while it finishes alone; a
+# lab not listed counts as the longest, and where pytest's cache is on the last run's figures take their place.
+LAB_SECONDS = {"lab01_metrics": 96, "lab02_pruning": 267, "lab03_quantization": 244, "lab07_llm": 1511}
+LAB_SECONDS_KEY = "tinyml/lab_seconds"
+SIDE_BY_SIDE = min(2, os.cpu_count() or 1)  # labs run at once: one per core, two at most (the 2-core reference VM)
+
+
+def lab_seconds(config) -> dict[str, float]:
+    """LAB_SECONDS, with the last run's figures from pytest's cache where it is on."""
+    cache = getattr(config, "cache", None)  # None under -p no:cacheprovider
+    return {**LAB_SECONDS, **(cache.get(LAB_SECONDS_KEY, {}) if cache else {})}
+
+
+def longest_first(labs: list[str], seconds: dict[str, float]) -> list[str]:
+    """`labs` ordered by run time, longest (or never measured) first."""
+    return sorted(labs, key=lambda lab: seconds.get(lab, math.inf), reverse=True)
+
+
 # ------------------------------------------------------------------------------------------ static checks
 def test_release_and_library_are_current():
     assert not stale_modules(), f"stale generated modules {stale_modules()}: run `make release`"
@@ -73,12 +99,23 @@ def test_every_exercise_has_mutants(lab):
 
 
 # ------------------------------------------------------------------------------------------ nbgrader round trip
+@pytest.fixture(scope="module")
+def inverted_validations(request) -> dict[str, str]:
+    """lab -> output of `nbgrader validate --invert` on its release; labs side by side (each is one process and one
+    kernel), longest first."""
+    def validate(lab: str) -> str:
+        return nbgrader("validate", "--invert", str(release_of(lab))).stdout
+    labs = longest_first(LABS, lab_seconds(request.config))
+    with ThreadPoolExecutor(SIDE_BY_SIDE) as pool:
+        return dict(zip(labs, pool.map(validate, labs)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
-def test_validate(lab):
+def test_validate(inverted_validations, lab):
     # The source passing every test is checked by grading it (test_solution_scores_full_marks, in the sandbox) and by
     # the mutation run; running `nbgrader validate` on it too would add a whole run of every lab to the suite.
-    inverted = nbgrader("validate", "--invert", str(release_of(lab))).stdout
+    inverted = inverted_validations[lab]
     assert "Success! The notebook does not pass any tests." in inverted, inverted[-3000:]
 
 
@@ -98,26 +135,49 @@ def broken_submission(lab: str, hang: bool) -> tuple[dict, set[str]]:
     return nb, set().union(*(tests[exercise] for exercise in broken))
 
 
+def write_submissions(lab: str, grading: Path) -> set[str]:
+    """The three submissions of `lab` (solution, blank release, broken) in `grading`/submitted; returns the cells the
+    broken one must fail."""
+    broken, failing = broken_submission(lab, hang=lab == LABS[0])
+    for student, notebook in (("solution", source_of(lab)), ("blank", release_of(lab)), ("broken", broken)):
+        dest = grading / "submitted" / student / lab / f"{lab}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(notebook, dict):
+            dest.write_text(json.dumps(notebook))
+        else:
+            shutil.copy(notebook, dest)
+    return failing
+
+
+def grading_limits(lab: str) -> Limits:
+    """The lab budget per cell and three per notebook; 30 s per cell in the first lab, whose broken submission hangs."""
+    budget = int(target("budgets.lab_seconds"))
+    return Limits(cell_seconds=30 if lab == LABS[0] else budget, notebook_seconds=3 * budget, threads=1)
+
+
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Grade, per lab, three submissions (solution, blank release, broken) with the class grader, in a throwaway
-    gradebook: each in its own sandbox, two at a time (autograders/classroom.py)."""
+def graded(tmp_path_factory, request):
+    """Grade, per lab, three submissions (solution, blank release, broken) with the class grader, each in its own
+    sandbox, in a throwaway grading folder (and gradebook) per lab: work/<lab>.
+
+    The labs are graded at once, longest first, each by a grade_class process of its own (its folder's only writer), on
+    one Dask cluster of two single-threaded workers (`--scheduler`, autograders/classroom.py): two sandboxes at a time,
+    as lab by lab, but no core waits while one lab's last submission runs alone or the next lab is being prepared. One
+    lab more than there are workers is enough for that, and keeps the preparing (imports, copies) from piling up.
+    """
+    from dask.distributed import LocalCluster
     work = tmp_path_factory.mktemp("grading")
-    results = {}
-    for lab in LABS:
-        broken, failing = broken_submission(lab, hang=lab == LABS[0])
-        for student, notebook in (("solution", source_of(lab)), ("blank", release_of(lab)), ("broken", broken)):
-            dest = work / "submitted" / student / lab / f"{lab}.ipynb"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(notebook, dict):
-                dest.write_text(json.dumps(notebook))
-            else:
-                shutil.copy(notebook, dest)
-        budget = int(target("budgets.lab_seconds"))
-        limits = Limits(cell_seconds=30 if lab == LABS[0] else budget, notebook_seconds=3 * budget, threads=1)
-        grade_class(lab, work, workers=2, limits=limits, progress=False, sandboxed=sandbox_problem() is None)
-        results[lab] = failing
-    return work, results
+    failing = {lab: write_submissions(lab, work / lab) for lab in LABS}
+    sandboxed = sandbox_problem() is None
+    with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=None,
+                       silence_logs=logging.CRITICAL) as cluster,
+          ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool):
+        runs = [pool.submit(grade_class, lab, work / lab, workers=2, scheduler=cluster.scheduler_address,
+                            limits=grading_limits(lab), sandboxed=sandboxed, progress=False)
+                for lab in longest_first(LABS, lab_seconds(request.config))]
+        for run in runs:
+            run.result()
+    return work, failing
 
 
 def scores(work: Path, lab: str, student: str) -> dict[str, float]:
@@ -130,7 +190,7 @@ def scores(work: Path, lab: str, student: str) -> dict[str, float]:
 @pytest.mark.parametrize("lab", LABS)
 def test_solution_scores_full_marks(graded, lab):
     work, _ = graded
-    got, expected = scores(work, lab, "solution"), grade_cells(lab)
+    got, expected = scores(work / lab, lab, "solution"), grade_cells(lab)
     lost = {k: v for k, v in expected.items() if got.get(k) != v}
     assert not lost, f"the solution lost points on {lost} (got {got})"
 
@@ -139,7 +199,7 @@ def test_solution_scores_full_marks(graded, lab):
 @pytest.mark.parametrize("lab", LABS)
 def test_blank_release_scores_zero(graded, lab):
     work, _ = graded
-    got = scores(work, lab, "blank")
+    got = scores(work / lab, lab, "blank")
     assert set(got) >= set(grade_cells(lab))
     assert all(v == 0 for v in got.values()), f"the blank release earned points: { {k: v for k, v in got.items() if v} }"
 
@@ -149,7 +209,7 @@ def test_blank_release_scores_zero(graded, lab):
 def test_crash_and_hang_cost_only_their_cells(graded, lab):
     work, failing_by_lab = graded
     failing = failing_by_lab[lab]
-    got, expected = scores(work, lab, "broken"), grade_cells(lab)
+    got, expected = scores(work / lab, lab, "broken"), grade_cells(lab)
     zero = {k for k, v in got.items() if v == 0}
     assert zero == failing, f"cells at zero {sorted(zero)}, expected exactly {sorted(failing)}"
     assert all(got[k] == expected[k] for k in expected if k not in failing)
@@ -157,8 +217,8 @@ def test_crash_and_hang_cost_only_their_cells(graded, lab):
 
 @pytest.mark.slow
 def test_feedback_and_grade_export(graded):
-    work, _ = graded
     lab = LABS[0]
+    work = graded[0] / lab
     nbgrader("generate_feedback", lab, "--force", grading_dir=work)
     assert (work / "feedback" / "solution" / lab / f"{lab}.html").exists()
     out = work / "grades.csv"
@@ -170,8 +230,15 @@ def test_feedback_and_grade_export(graded):
 
 # ------------------------------------------------------------------------------------------ mutants and budget
 @pytest.fixture(scope="module")
-def mutation_reports():
-    return {lab: run_with_mutants(source_of(lab), load_mutants(lab)) for lab in LABS}
+def mutation_reports(request):
+    """Every lab's solution run and mutants, two labs at a time (one single-threaded kernel per core, as the class
+    grader runs them), longest first so that no core idles at the end. Each lab keeps a kernel of its own, so its time
+    and peak RSS are still its own run's figures."""
+    runs = {lab: (source_of(lab), load_mutants(lab)) for lab in longest_first(LABS, lab_seconds(request.config))}
+    reports = run_side_by_side(runs, workers=SIDE_BY_SIDE)
+    if getattr(request.config, "cache", None):
+        request.config.cache.set(LAB_SECONDS_KEY, {lab: round(r.total_seconds) for lab, r in reports.items()})
+    return reports
 
 
 @pytest.mark.slow
