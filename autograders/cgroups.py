@@ -99,6 +99,20 @@ class Cgroup:
             return None
         return "this user cannot create control groups (run grading as root, or in a delegated cgroup subtree)"
 
+    @staticmethod
+    def sweep(older_than_s: float = 600) -> list[Path]:
+        """Remove the empty groups that a killed grading run left behind (older than `older_than_s`, so that no
+        group another run has just made and not yet joined is taken); returns those removed."""
+        removed = []
+        for folder in CGROUP_ROOT.glob("*/**/tinyml-grade-*"):
+            try:
+                if time.time() - folder.stat().st_mtime > older_than_s and not (folder / "cgroup.procs").read_text().strip():
+                    folder.rmdir()
+                    removed.append(folder)
+            except OSError:
+                pass
+        return removed
+
     def prefix(self) -> list[str]:
         """`sh -c` that writes its own pid into every folder's cgroup.procs, then execs the command after it."""
         joins = " && ".join(f'echo $$ > "${i + 1}"' for i in range(len(self.folders)))
@@ -144,6 +158,8 @@ class Cgroup:
             for _ in range(100):  # a killed process leaves the group when it is reaped: wait for that
                 try:
                     folder.rmdir()
+                    break
+                except FileNotFoundError:
                     break
                 except OSError:
                     time.sleep(0.05)

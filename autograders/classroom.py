@@ -335,6 +335,8 @@ def grade_class(lab: str, grading: Path | None = None, workers: int | None = Non
     start, result = time.perf_counter(), ClassResult()
     release, source = release_notebooks(lab, grading)
     course, mounts = prepare_course(lab, grading, sandboxed)
+    if sandboxed and Cgroup.unavailable() is None:
+        Cgroup.sweep()  # what a killed run left
     jobs = plan(lab, grading, release, source, regrade)
     n_workers = workers or os.cpu_count() or 1
     limits = limits or Limits(threads=max(1, (os.cpu_count() or 1) // n_workers))
