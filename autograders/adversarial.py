@@ -30,6 +30,11 @@ score, "zero" none; a note means the class summary must say what happened to tha
                       thousands of nested folders in the home and socket folders  -> full; nothing left behind
     feedback_attack   the solution plus a hook printing every cell's source (the hidden tests), student HTML with
                       script, and nbgrader's marker text in a student cell        -> full; feedback clean for all
+    recheck_reach     forged_checkers, plus code that tries to reach the re-check process waiting in the sandbox
+                      (ptrace, its memory, its file descriptors: forged verdicts) -> every exercise loses points
+    recheck_killed    the solution plus code that kills every other process of the sandbox it may
+                      (the waiting re-check among them)                           -> full (re-checked afresh)
+    kernel_exit       the solution, the kernel exiting before the last exercise   -> that exercise's cells 0, note
 
     python -m autograders.adversarial LAB OUT_DIR   # write OUT_DIR/<fixture>/<notebook>.ipynb
 """
@@ -156,6 +161,38 @@ marker = """
 ### BEGIN HIDDEN TESTS
 ### END HIDDEN TESTS
 """
+'''
+
+RECHECK_REACH = '''
+import ctypes, glob, json, os
+_libc, _reached = ctypes.CDLL(None, use_errno=True), []
+_forged = b"".join(json.dumps({"id": g, "ok": True, "error": None}).encode() + b"\\n" for g in GRADE_IDS)
+for _pid in [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in (1, os.getpid())]:
+    for _path in glob.glob(f"/proc/{_pid}/fd/*"):
+        try:
+            _fd = os.open(_path, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(_fd, _forged)
+            _reached.append(_path)
+        except OSError:
+            pass
+    if _libc.ptrace(16, _pid, 0, 0) == 0:  # PTRACE_ATTACH
+        _reached.append(f"ptrace {_pid}")
+    try:
+        open(f"/proc/{_pid}/mem", "rb").close()
+        _reached.append(f"memory of {_pid}")
+    except OSError:
+        pass
+print("reached:", _reached)
+'''
+
+KILL_OTHERS = '''
+import os, signal
+for _entry in os.listdir("/proc"):
+    if _entry.isdigit() and int(_entry) not in (1, os.getpid(), os.getppid()):
+        try:
+            os.kill(int(_entry), signal.SIGKILL)
+        except OSError:
+            pass
 '''
 
 CLOCK_PATCH = '''
@@ -286,6 +323,15 @@ def hostile_fixtures(source, release, mutants) -> list[Fixture]:
         _set_answer(checkers, index, next(iter(mutants[exercise].values())))
     out.append(Fixture("forged_checkers", _with_cell(checkers, first_answer, FORGED_CHECKERS),
                        expect="loses_every_exercise"))
+    reach = _copy.deepcopy(checkers)
+    grade_ids = sorted(_grade_ids(source, range(len(source["cells"]))))
+    out.append(Fixture("recheck_reach", _with_cell(reach, first_answer, f"GRADE_IDS = {grade_ids!r}\n" + RECHECK_REACH),
+                       expect="loses_every_exercise"))
+    out.append(Fixture("recheck_killed", _with_cell(_copy.deepcopy(source), first_answer, KILL_OTHERS)))
+    start = min(sections(source)[list(answers)[-1]])
+    out.append(Fixture("kernel_exit", _with_cell(_copy.deepcopy(source), start - 1, "import os\nos._exit(3)"),
+                       expect="zero_cells", note=True,
+                       zero_cells=frozenset(_grade_ids(source, range(start, len(source["cells"]))))))
     out.append(Fixture("resource_hog", _with_cell(_copy.deepcopy(source), first_answer, RESOURCE_HOG)))
     out.append(Fixture("feedback_attack", _with_cell(_with_cell(_copy.deepcopy(source), first_answer, FEEDBACK_ATTACK),
                                                      0, LEAK_HOOK)))

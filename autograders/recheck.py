@@ -19,8 +19,10 @@ a copy of stdout made at start; what the cells print goes to /dev/null.
 What this does not stop: an answer function that, while a test calls it, rewrites a checking module or forges a
 verdict line still runs in the same process as that test. It would have to do so here and in the kernel alike.
 
-Grader side: `recheck_spec` builds the job; run as a script (`python -P recheck.py < spec.json`) inside the
-sandbox it executes it and prints one JSON line per test cell: {"id": grade_id, "ok": bool, "error": "Name: msg"}.
+Grader side: `recheck_spec` builds the job. In a graded sandbox the launcher (autograders/launcher.py) forks the
+process that runs it before any student code runs, so the imports are shared with the kernel; where that process is
+gone, this file runs as a script (`python -P recheck.py < spec.json`) in a fresh sandbox. Either way it prints one
+JSON line per test cell: {"id": grade_id, "ok": bool, "error": "Name: msg"}.
 """
 from __future__ import annotations
 
@@ -132,6 +134,24 @@ def _modules(cells: list[dict]) -> set[str]:
     return found
 
 
+def imported_modules(cells: list[dict]) -> list[str]:
+    """Dotted names of the modules that the locked ("setup") cells import: what a graded sandbox imports up front."""
+    found = set()
+    for cell in cells:
+        if cell["kind"] != "setup":
+            continue
+        try:
+            tree = ast.parse(cell["source"])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+    return sorted(found)
+
+
 def select_cells(cells: list[dict]) -> list[dict]:
     """The cells a re-check runs: the locked, answer and test cells that do not depend on an ungraded ("plain") cell.
 
@@ -186,7 +206,7 @@ def recheck_spec(release, source, answers: dict[str, str], skip: set[str]) -> di
             cell["protect"] = sorted((cell_names(cell["source"]) or (set(), set(), set()))[0] - solution_names)
     selected = select_cells(cells)
     rechecked = {c["id"] for c in selected if c["kind"] == "test"}
-    return {"cells": selected, "modules": list(PROTECTED),
+    return {"cells": selected, "modules": list(PROTECTED), "preload": imported_modules(cells),
             "kernel_only": [c["id"] for c in cells if c["kind"] == "test" and c["id"] not in rechecked]}
 
 

@@ -15,8 +15,9 @@ file-size limit; output capped while it streams (a message over `message_bytes` 
 Trust: the kernel starts from trusted code (`python -P`: nothing of the working folder on sys.path; the course's
 checkers and timer imported before the first cell). A grade cell passes only if the kernel's own execute reply says
 it completed (never from the absence of a rendered traceback); a timed-out or interrupted cell fails. Its tests then
-run again in a fresh sandboxed process with only the answer cells of the student (autograders/recheck.py); a cell
-counts only where both runs pass.
+run again with only the answer cells of the student (autograders/recheck.py) in a process that the sandbox's trusted
+first process forked before any student code ran (autograders/launcher.py), or, where the kernel's code killed that
+process, in a fresh sandbox; a cell counts only where both runs pass.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ HOME = "/home/student"
 COURSE = "/course"
 GRADER = "/grader"       # the re-check runner, read-only
 RECHECK = Path(__file__).with_name("recheck.py")
+LAUNCHER = Path(__file__).with_name("launcher.py")
 # Imported by the kernel before the first cell: the speed checks' clock is captured before any student code runs.
 TRUSTED_IMPORTS = "import tinyml_lib.grading, tinyml_lib.timing; del tinyml_lib"
 
@@ -159,6 +161,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     sandbox, over sockets that refuse any message larger than `message_bytes`."""
 
     sandbox_prefix: list[str] = []
+    launcher: list[str] = []  # arguments of autograders/launcher.py, which then starts the kernel; [] for none
     message_bytes: int = Limits.message_bytes
 
     @property
@@ -171,7 +174,8 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments=None):
         # -P: the working folder (the student's files) is not put on sys.path, so no file there shadows a module.
-        return [*self.sandbox_prefix, sys.executable, "-P", "-m", "ipykernel_launcher", "-f", self.connection_file,
+        start = ([f"{GRADER}/launcher.py", *self.launcher, "--"] if self.launcher else ["-m", "ipykernel_launcher"])
+        return [*self.sandbox_prefix, sys.executable, "-P", *start, "-f", self.connection_file,
                 f"--IPKernelApp.exec_lines={TRUSTED_IMPORTS}", *(extra_arguments or [])]
 
     def client(self, **kwargs):
@@ -214,8 +218,10 @@ def _is_grade_cell(cell) -> bool:
     return cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade", False)
 
 
-async def _execute(nb, km: SandboxedKernelManager, limits: Limits, cwd: str) -> tuple[dict, str | None]:
-    """Execute `nb` in place; returns (cell index -> (reply ok, ename, evalue), what stopped or cut the run, or None)."""
+async def _execute(nb, km: SandboxedKernelManager, limits: Limits, cwd: str, pass_fds: tuple[int, ...] = ()
+                   ) -> tuple[dict, str | None]:
+    """Execute `nb` in place, leaving the kernel's sandbox up; returns (cell index -> (reply ok, ename, evalue), what
+    stopped or cut the run, or None). `pass_fds` go to the sandbox's first process (the launcher's pipes)."""
     timeout_error = {"ename": "CellTimeoutError", "evalue": f"cell ran over {limits.cell_seconds} s",
                      "traceback": [f"CellTimeoutError: cell ran over {limits.cell_seconds} s"]}
     client = CappedClient(nb, limits.output_bytes, km=km, timeout=limits.cell_seconds, allow_errors=True,
@@ -223,48 +229,71 @@ async def _execute(nb, km: SandboxedKernelManager, limits: Limits, cwd: str) -> 
                           error_on_timeout=timeout_error)
     stopped = None
     try:
-        await asyncio.wait_for(client.async_execute(cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                               timeout=limits.notebook_seconds)
+        await asyncio.wait_for(client.async_execute(cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                    pass_fds=pass_fds), timeout=limits.notebook_seconds)
     except asyncio.TimeoutError:
         stopped = f"notebook ran over its {limits.notebook_seconds} s limit"
     except DeadKernelError:
         stopped = "the kernel died (killed, out of memory, or exited)"
     except Exception as exc:  # noqa: BLE001 -- a kernel that did not start, or broke the messaging protocol
         stopped = f"the run stopped: {type(exc).__name__}: {str(exc)[:200]}"
-    finally:
-        try:
-            if await km.is_alive():
-                await km.shutdown_kernel(now=True)
-        except Exception:  # noqa: BLE001 -- the run's cgroup kills what is left
-            pass
     cut = [f"{len(client.timed_out)} cells stopped at the {limits.cell_seconds} s limit"] if client.timed_out else []
     cut += ["output over the limit dropped"] if client.cut else []
     return client.replies, "; ".join(filter(None, [stopped, *cut])) or None
 
 
-def _recheck(spec: dict, command: list[str], cwd: str, limits: Limits) -> tuple[dict[str, tuple[bool, str]], str | None]:
-    """Run the re-check job `spec` with `command` (a prefix, python, the runner) in `cwd`; returns (grade_id -> (ok,
-    message), why it stopped early or None).
+async def _shutdown(km: SandboxedKernelManager) -> None:
+    try:
+        if await km.is_alive():
+            await km.shutdown_kernel(now=True)
+    except Exception:  # noqa: BLE001 -- the run's cgroup kills what is left
+        pass
 
-    A test cell has `cell_seconds` for itself and for each cell since the previous test; the whole re-check has
-    `notebook_seconds`. On either limit the process is killed and the tests without a verdict fail.
-    """
+
+Verdicts = dict[str, tuple[bool, str]]
+
+
+def _recheck(spec: dict, command: list[str], cwd: str, limits: Limits) -> tuple[Verdicts, str | None]:
+    """Run the re-check job `spec` with `command` (a prefix, python, the runner) in `cwd`: a fresh process in a fresh
+    sandbox. Returns (grade_id -> (ok, message), why it stopped early or None); see `_exchange`."""
     proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    try:
+        verdicts, stopped, _ = _exchange(spec, proc.stdin, proc.stdout, limits)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        _kill(proc)
+    return verdicts, stopped
+
+
+def _exchange(spec: dict, sink, source, limits: Limits) -> tuple[Verdicts, str | None, bool]:
+    """Send the job `spec` to a re-check runner (binary files: `sink` its input, closed here; `source` its verdicts).
+
+    A test cell has `cell_seconds` for itself and for each cell since the previous test; the whole re-check has
+    `notebook_seconds`. On either limit the tests without a verdict fail (the caller kills the runner).
+    Returns (grade_id -> (ok, message), why it stopped early or None, whether the runner was gone before its first
+    line).
+    """
     lines: queue.Queue = queue.Queue()
 
-    def read():
-        for line in iter(lambda: proc.stdout.readline(65536), b""):
-            lines.put(line)
-        lines.put(None)
+    def read():  # this thread closes `source` at its end: closed under a blocked read, its fd could be reused
+        try:
+            for line in iter(lambda: source.readline(65536), b""):
+                lines.put(line)
+        finally:
+            lines.put(None)
+            source.close()
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        proc.stdin.write(json.dumps(spec).encode())
-        proc.stdin.close()
-    except BrokenPipeError:
+        sink.write(json.dumps(spec).encode())
+        sink.close()
+    except (BrokenPipeError, OSError):
         pass
-    verdicts, stopped, since = {}, None, 0
+    verdicts, stopped, since, gone = {}, None, 0, False
     end = time.monotonic() + limits.notebook_seconds
     expected = [c["id"] for c in spec["cells"] if c["kind"] == "test"]
     budgets = []
@@ -279,6 +308,7 @@ def _recheck(spec: dict, command: list[str], cwd: str, limits: Limits) -> tuple[
         except queue.Empty:
             stopped = f"the re-check ran over its time limit before test {gid}"
             break
+        gone = line is None and not verdicts
         try:
             got = json.loads(line) if line is not None else None
         except ValueError:
@@ -287,12 +317,7 @@ def _recheck(spec: dict, command: list[str], cwd: str, limits: Limits) -> tuple[
             stopped = f"the re-check stopped before test {gid}"
             break
         verdicts[gid] = (got.get("ok") is True, str(got.get("error") or "")[:500])
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    _kill(proc)
-    return verdicts, stopped
+    return verdicts, stopped, gone
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -368,6 +393,66 @@ def _command(tmp: Path, course: str, limits: Limits, mounts: dict[str, str], san
     return (group.prefix() if group else []) + inner
 
 
+class _LauncherPipes:
+    """The launcher's two pipes: the re-check job (grader -> sandbox) and its verdicts (sandbox -> grader)."""
+
+    def __init__(self):
+        self.job_r, self.job_w = os.pipe()
+        self.verdict_r, self.verdict_w = os.pipe()
+        self.open = {self.job_r, self.job_w, self.verdict_r, self.verdict_w}
+
+    @property
+    def child_ends(self) -> tuple[int, int]:
+        return self.job_r, self.verdict_w
+
+    def take(self, fd: int, mode: str):
+        """A file object owning `fd` (no longer closed here)."""
+        self.open.discard(fd)
+        return os.fdopen(fd, mode)
+
+    def close(self, *fds: int) -> None:
+        for fd in fds or tuple(self.open):
+            if fd in self.open:
+                self.open.discard(fd)
+                os.close(fd)
+
+
+def _job(recheck: dict | None, nb, replies: dict) -> dict:
+    """The re-check job of a run: its tests that passed in the notebook (the others fail anyway)."""
+    passed = {c.metadata.nbgrader.get("grade_id") for i, c in enumerate(nb.cells)
+              if _is_grade_cell(c) and replies.get(i, (False,))[0]}
+    return dict(recheck or {}, cells=[c for c in (recheck or {}).get("cells", [])
+                                      if c["kind"] != "test" or c["id"] in passed])
+
+
+async def _run_and_recheck(nb, km: SandboxedKernelManager, limits: Limits, cwd: str, recheck: dict | None,
+                           pipes: _LauncherPipes | None, result: dict) -> tuple:
+    """The kernel run, then (with `pipes`) the re-check through the launcher while the sandbox is still up.
+
+    Sets result["seconds"] and result["recheck_seconds"]. Returns (replies, what stopped the run, the re-check job,
+    its verdicts or None where it did not run or its process was gone before answering, what stopped it).
+    """
+    verdicts, recheck_stopped = None, None
+    try:
+        start = time.perf_counter()
+        replies, stopped = await _execute(nb, km, limits, cwd, pipes.child_ends if pipes else ())
+        result["seconds"] = time.perf_counter() - start
+        job = _job(recheck, nb, replies)
+        if pipes:
+            pipes.close(*pipes.child_ends)
+            if any(c["kind"] == "test" for c in job["cells"]):
+                start = time.perf_counter()
+                verdicts, recheck_stopped, gone = await asyncio.to_thread(
+                    _exchange, job, pipes.take(pipes.job_w, "wb"), pipes.take(pipes.verdict_r, "rb"), limits)
+                result["recheck_seconds"] = time.perf_counter() - start
+                verdicts, recheck_stopped = (None, None) if gone else (verdicts, recheck_stopped)
+    finally:
+        if pipes:
+            pipes.close()  # an unsent job: the launcher's re-check reads end-of-file and exits
+        await _shutdown(km)
+    return replies, stopped, job, verdicts, recheck_stopped
+
+
 def execute_submission(nb_json: str, files: dict[str, str] | None, course: str, limits: Limits = Limits(),
                        read_only: dict[str, str] | None = None, workdir: str | None = None,
                        sandboxed: bool = True, recheck: dict | None = None) -> dict:
@@ -386,11 +471,13 @@ def execute_submission(nb_json: str, files: dict[str, str] | None, course: str, 
     Returns:
         dict with "notebook" (graded, JSON text: the grade cells' outputs carry the verdicts), "seconds" (kernel run),
         "recheck_seconds", "stopped" (what stopped or cut the run or the re-check, or None), "recheck_failed" (ids
-        that passed in the notebook only), "cgroup" (whether a cgroup held the limits), "peak_memory_bytes".
+        that passed in the notebook only), "cgroup" (whether a cgroup held the limits), "peak_memory_bytes",
+        "recheck_fresh" (whether the re-check ran in a fresh sandbox rather than in the launcher's process).
     """
     nb = nbformat.reads(nb_json, as_version=4)
     tmp = Path(tempfile.mkdtemp(prefix="tg-", dir=workdir))
-    notes, result = [], {"seconds": 0.0, "recheck_seconds": 0.0, "recheck_failed": [], "peak_memory_bytes": None}
+    notes, result = [], {"seconds": 0.0, "recheck_seconds": 0.0, "recheck_failed": [], "peak_memory_bytes": None,
+                         "recheck_fresh": False}
     try:
         os.chmod(tmp, 0o755)
         (tmp / "s").mkdir()
@@ -403,27 +490,29 @@ def execute_submission(nb_json: str, files: dict[str, str] | None, course: str, 
         with _run_limits(limits, sandboxed) as group:
             result["cgroup"] = group is not None
             km = SandboxedKernelManager(transport="ipc", connection_file=str(tmp / "s" / "k.json"))
-            km.sandbox_prefix = _command(tmp, course, limits, mounts, sandboxed, group, ipc=tmp / "s")
+            grader_files = {f"{GRADER}/recheck.py": str(RECHECK), f"{GRADER}/launcher.py": str(LAUNCHER)}
+            km.sandbox_prefix = _command(tmp, course, limits, {**mounts, **grader_files} if sandboxed else mounts,
+                                         sandboxed, group, ipc=tmp / "s")
             km.message_bytes = limits.message_bytes
-            start = time.perf_counter()
-            replies, stopped = asyncio.run(_execute(nb, km, limits, cwd))
-            result["seconds"] = time.perf_counter() - start
+            pipes = _LauncherPipes() if sandboxed else None
+            if pipes:
+                km.launcher = ["--recheck-fds", f"{pipes.job_r},{pipes.verdict_w}", "--isolate",
+                               "--preload", ",".join((recheck or {}).get("preload", []))]
+            replies, stopped, job, verdicts, recheck_stopped = asyncio.run(
+                _run_and_recheck(nb, km, limits, cwd, recheck, pipes, result))
             if group:
                 group.kill()
-            passed = {c.metadata.nbgrader.get("grade_id") for i, c in enumerate(nb.cells)
-                      if _is_grade_cell(c) and replies.get(i, (False,))[0]}
-            job = dict(recheck or {}, cells=[c for c in (recheck or {}).get("cells", [])
-                                             if c["kind"] != "test" or c["id"] in passed])
-            rechecked = dict.fromkeys(c["id"] for c in job["cells"] if c["kind"] == "test")
-            recheck_stopped = None
-            if rechecked:
+            if verdicts is None and any(c["kind"] == "test" for c in job["cells"]):
+                # No launcher, or its re-check was gone before it answered: a fresh process in a fresh sandbox.
                 runner = [sys.executable, "-P", f"{GRADER}/recheck.py" if sandboxed else str(RECHECK)]
-                command = _command(tmp, course, limits, {**mounts, f"{GRADER}/recheck.py": str(RECHECK)}, sandboxed,
-                                   group) + runner
+                command = _command(tmp, course, limits, {**mounts, **grader_files} if sandboxed else mounts,
+                                   sandboxed, group) + runner
                 start = time.perf_counter()
                 verdicts, recheck_stopped = _recheck(job, command, cwd, limits)
-                result["recheck_seconds"] = time.perf_counter() - start
-                rechecked.update(verdicts)
+                result["recheck_seconds"] += time.perf_counter() - start
+                result["recheck_fresh"] = True
+            rechecked = dict.fromkeys(c["id"] for c in job["cells"] if c["kind"] == "test")
+            rechecked.update(verdicts or {})
             if group:
                 result["peak_memory_bytes"] = group.peak_memory_bytes()
         notes += [stopped, recheck_stopped]

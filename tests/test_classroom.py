@@ -98,7 +98,8 @@ def test_every_submission_graded_and_solutions_get_full_marks(graded_class):
                                      "renamed", "huge_alloc", "patched_clock", "attacker", "not_json", "symlink",
                                      "no_notebook", "bad_folder_name", "forged_metadata", "display_points",
                                      "protocol_error", "showtraceback", "launcher_shadow", "forged_checkers",
-                                     "resource_hog", "feedback_attack"])
+                                     "resource_hog", "feedback_attack", "recheck_reach", "recheck_killed",
+                                     "kernel_exit"])
 def test_adversarial_fixture_gets_what_a_sound_grader_gives(graded_class, fixture):
     _, made, result, _, _ = graded_class
     if fixture not in made:

@@ -12,7 +12,7 @@ import pytest
 from autograders.cgroups import Cgroup
 from autograders.course import ROOT
 from autograders.recheck import cell_names, select_cells
-from autograders.sandbox import RECHECK, settle_grades
+from autograders.sandbox import RECHECK, Limits, execute_submission, sandbox_problem, settle_grades
 from autograders.submission import find_notebook, merge_submission
 
 LAB = "lab01_metrics"
@@ -118,3 +118,42 @@ def test_cgroup_counts_children_and_caps_processes():
         assert "fork" in forks.stderr.lower() or "resource" in forks.stderr.lower(), forks.stderr
         folders = list(group.folders)
     assert not any(f.exists() for f in folders), "the group was not removed"
+
+
+def _graded_notebook(code: str, test: str = "assert ANSWER == 2"):
+    """A notebook of one plain cell `code`, one answer cell and one test cell; its re-check job (recheck_spec's form)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code), nbformat.v4.new_code_cell("ANSWER = 2"), nbformat.v4.new_code_cell(test)]
+    nb.cells[1].metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "answer", "locked": False}
+    nb.cells[2].metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 1, "solution": False, "locked": True}
+    job = {"cells": [{"kind": "answer", "id": "answer", "source": "ANSWER = 2"}, {"kind": "test", "id": "t", "source": test}],
+           "modules": ["tinyml_lib.grading", "tinyml_lib.timing", "time", "builtins"], "preload": ["numpy"]}
+    return nbformat.writes(nb), job
+
+
+def _outputs(run: dict) -> str:
+    return "".join(o.get("text", "") for c in nbformat.reads(run["notebook"], 4).cells for o in c.get("outputs", []))
+
+
+@pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox: {sandbox_problem()}")
+def test_the_waiting_recheck_is_out_of_the_kernels_reach():
+    # The re-check process forked by the launcher: no ptrace, no memory, no file descriptor of it (or of the
+    # launcher) is open to the kernel's code, so no forged verdict line reaches the grader.
+    from autograders.adversarial import RECHECK_REACH
+    # The test passes in the kernel (the plain cell ran there) and fails in the re-check (it runs no plain cell):
+    # only a forged verdict line could make it count.
+    nb, job = _graded_notebook("GRADE_IDS = ['t']\n" + RECHECK_REACH + "\nPLAIN = 1", test="assert 'PLAIN' in globals()")
+    run = execute_submission(nb, {}, str(ROOT), recheck=job)
+    assert "reached: []" in _outputs(run), _outputs(run)
+    assert run["recheck_failed"] == ["t"] and not run["recheck_fresh"], run["stopped"]
+
+
+@pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox: {sandbox_problem()}")
+def test_a_killed_recheck_runs_again_in_a_fresh_sandbox_and_a_dead_kernel_is_seen_at_once():
+    from autograders.adversarial import KILL_OTHERS
+    nb, job = _graded_notebook(KILL_OTHERS)
+    run = execute_submission(nb, {}, str(ROOT), recheck=job)
+    assert run["recheck_failed"] == [] and run["stopped"] is None and run["recheck_fresh"], run
+    nb, job = _graded_notebook("import os\nos._exit(3)")
+    run = execute_submission(nb, {}, str(ROOT), recheck=job, limits=Limits(cell_seconds=60))
+    assert "the kernel died" in run["stopped"] and run["seconds"] < 30, run
