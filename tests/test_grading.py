@@ -159,3 +159,62 @@ def test_steady_heap_keeps_temporaries_off_the_page_fault_path():
     assert outside > 4000, f"the set-up should fault every page of each temporary, got {outside:.0f} faults/call"
     assert inside < 20, f"steady_heap: {inside:.0f} page faults per call of a reused 16 MB temporary"
     assert kept_mb < 16, f"steady_heap kept {kept_mb:.0f} MB after it ended"
+
+
+# ------------------------------------------------------------------ edges: values that tell the faults apart
+def test_check_close_uses_the_callers_rtol_and_atol_each_for_its_own_part():
+    # Far from 1, the relative and the absolute parts of |a - e| <= atol + rtol * |e| differ by orders of magnitude.
+    check_close(1e6 + 5, 1e6, rtol=1e-5, atol=0.0)            # within 10 (relative)
+    check_close(1e-6 + 4e-7, 1e-6, rtol=0.0, atol=5e-7)       # within 5e-7 (absolute)
+    check_close(1.5, 1.0, rtol=0.6, atol=0.0)                 # a loose rtol is honoured, not replaced by the default
+    assert "rtol=1e-05, atol=0.001" in message(check_close, 1e6 + 100, 1e6, "x", rtol=1e-5, atol=1e-3)  # swapped: passes
+    message(check_close, 1e-6 + 4e-7, 1e-6, "x", rtol=5e-7, atol=0.0)   # swapped: 5e-7 absolute would pass
+    message(check_close, 1.0 + 2e-7, 1.0, "x", rtol=1e-7, atol=0.0)     # tighter than the default is honoured too
+
+
+def test_check_equal_is_exact_on_large_integers():
+    message(check_equal, 1_000_001, 1_000_000, "n")
+    message(check_equal, np.array([2**53 + 1], dtype=np.int64), np.array([2**53], dtype=np.int64), "v")
+    message(check_equal, np.array([1.0 + 1e-12]), np.array([1.0]), "v")
+    check_equal(np.array([2**62], dtype=np.int64), np.array([2**62], dtype=np.int64))
+
+
+@pytest.mark.parametrize("ratios, passes", [
+    ([1.0] * 8 + [2.5], False),          # max 2.5 and mean 1.17: only the median (1.0) fails it, as it must
+    ([2.5] * 8 + [1.0], True),           # min 1.0: only the median (2.5) passes it
+    ([1.0] * 4 + [2.1] * 5, True),       # median 2.1 passes; mean 1.61 would not
+    ([3.0] * 4 + [1.9] * 5, False),      # median 1.9 fails; mean 2.39 would pass
+])
+def test_assert_speedup_decides_on_the_median_of_the_pairs(monkeypatch, ratios, passes):
+    monkeypatch.setattr(grading, "interleaved_ratios", lambda baseline, fast, repeats, warmup: (ratios, 1.0, 1.0))
+    if passes:
+        assert assert_speedup(lambda: None, lambda: None, 2.0, retries=1).ratio == sorted(ratios)[4]
+    else:
+        assert "TOO SLOW" in message(assert_speedup, lambda: None, lambda: None, 2.0, retries=1)
+
+
+def test_pairs_alternate_which_side_runs_first():
+    # Each side sleeps past MIN_SAMPLE_S, so every sample is one call: the log shows the order within each pair.
+    from tinyml_lib.timing import interleaved_ratios
+    log = []
+    interleaved_ratios(lambda: (log.append("b"), time.sleep(0.025)), lambda: (log.append("f"), time.sleep(0.025)),
+                       repeats=4, warmup=0)
+    pairs = "".join(log[-8:])
+    assert pairs == "bffbbffb", f"pairs should run baseline-fast, then fast-baseline (ABBA), got {pairs}"
+
+
+def test_timed_seconds_are_per_call_and_samples_long_enough():
+    from tinyml_lib.timing import MIN_SAMPLE_S, calibrate_loops, time_loops
+    assert 0.009 < time_loops(lambda: time.sleep(0.01), 3) < 0.02      # per call, not per sample
+    loops = calibrate_loops(lambda: time.sleep(0.004))
+    assert loops * 0.004 >= MIN_SAMPLE_S and loops == 8, loops          # the smallest power of 2 spanning 20 ms
+
+
+def test_peak_memory_counts_a_temporary_freed_before_the_end():
+    def temporary():
+        block = np.ones(50 * 2**20 // 8)   # 50 MB, freed when the function returns
+        return float(block[0])
+
+    _, peak = measure_peak_memory(temporary)
+    assert 49 < peak < 52, peak
+    assert "peak memory" in message(assert_peak_memory, temporary, 1.0)

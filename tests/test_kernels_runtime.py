@@ -19,15 +19,15 @@ __device__ __forceinline__ float square(float v) { return v * v; }
 __device__ int twice(int v) { return 2 * v; }
 
 __global__ void atomics(const int* __restrict__ bins_in, int* hist, unsigned int* ucount, float* fsum, int* imax,
-                        int* imin, int* cas, float* fexch, int n) {
+                        int* imin, int* cas, float* fexch, unsigned int* tickets, int* won, int n) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
   atomicAdd(&hist[bins_in[i]], 1);
-  atomicAdd(ucount, 2u);
+  tickets[i] = atomicAdd(ucount, 2u);   // the value before: 0, 2, 4, ... each to one thread
   atomicAdd(fsum, 0.5f);
   atomicMax(imax, bins_in[i] * 3 - i);
   atomicMin(imin, bins_in[i] * 3 - i);
-  atomicCAS(cas, -1, i);          // exactly one thread wins
+  won[i] = atomicCAS(cas, -1, i) == -1;  // exactly one thread sees -1 and wins
   atomicExch(fexch, 1.5f);
 }
 
@@ -144,11 +144,15 @@ def test_atomics_int_unsigned_float(feature):
     hist, ucount = np.zeros(10, np.int32), np.zeros(1, np.uint32)
     fsum, fexch = np.zeros(1, np.float32), np.zeros(1, np.float32)
     imax, imin, cas = np.array([-10**9], np.int32), np.array([10**9], np.int32), np.array([-1], np.int32)
-    feature("atomics")(ceil_div(n, 128), 128, (bins, hist, ucount, fsum, imax, imin, cas, fexch, np.int32(n)))
+    tickets, won = np.full(n, 7, np.uint32), np.full(n, 7, np.int32)
+    feature("atomics")(ceil_div(n, 128), 128, (bins, hist, ucount, fsum, imax, imin, cas, fexch, tickets, won,
+                                               np.int32(n)))
     vals = bins * 3 - np.arange(n)
     np.testing.assert_array_equal(hist, np.bincount(bins, minlength=10))
     assert ucount[0] == 2 * n and fsum[0] == 0.5 * n and fexch[0] == 1.5
-    assert imax[0] == vals.max() and imin[0] == vals.min() and 0 <= cas[0] < n
+    assert imax[0] == vals.max() and imin[0] == vals.min()
+    np.testing.assert_array_equal(np.sort(tickets), 2 * np.arange(n, dtype=np.uint32))   # atomics return the old value
+    assert won.sum() == 1 and cas[0] == np.flatnonzero(won)[0], "atomicCAS: exactly one thread swaps, the winner's id"
 
 
 def test_warp_shuffles_and_votes(feature):
@@ -308,7 +312,8 @@ def test_correct_kernels_are_clean_under_checks(feature, check):
     bins = np.zeros(64, np.int32)
     feature("atomics")(1, 64, (bins, np.zeros(10, np.int32), np.zeros(1, np.uint32), np.zeros(1, np.float32),
                                np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros(1, np.int32),
-                               np.zeros(1, np.float32), 64), check=check)
+                               np.zeros(1, np.float32), np.zeros(64, np.uint32), np.zeros(64, np.int32), 64),
+                      check=check)
     feature("dyn_shared")(4, 64, (np.ones(256, np.float32), np.zeros(256, np.float32), 256), shared_mem=256,
                           check=check)
 
@@ -469,3 +474,96 @@ def test_template_shared_constant_and_device_variables(check):
     with pytest.raises(KernelCheckError, match=r"data race on shared memory tmp .* kernel.cu:6"):
         load_kernel(TEMPLATE_SHARED.replace("  __syncthreads();\n  float s", "  float s"), "totals")(
             2, 64, (out,), check="race")
+
+
+# ------------------------------------------------------------------ what a GPU would show: undefined shared memory,
+# lanes out of lockstep, read-modify-writes of global memory without atomics
+EMU_CASES = r"""
+__global__ void leftovers(const float* x, float* out) {
+  __shared__ float s[32];
+  if (blockIdx.x == 0) s[threadIdx.x] = x[threadIdx.x];
+  __syncthreads();
+  out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+}
+__global__ void warp_tree(const float* x, float* out) {
+  __shared__ float s[64];
+  int t = threadIdx.x;
+  s[t] = x[t];
+  __syncthreads();
+  if (t < 32) {
+    s[t] += s[t + 32];
+    SYNCWARP
+    for (int o = 16; o > 0; o >>= 1) {
+      float v = t < o ? s[t + o] : 0.0f;
+      SYNCWARP
+      if (t < o) s[t] += v;
+      SYNCWARP
+    }
+  }
+  if (t == 0) out[0] = s[0];
+}
+__global__ void scatter_add(const int* rows, const float* v, float* y, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) ADD(&y[rows[i]], v[i]);
+}
+__global__ void own_rows(const float* v, float* y, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) { y[i] += v[i]; y[i] *= 2.0f; }
+}
+__global__ void two_parties(float* out) {
+  __shared__ float s[64];
+  s[threadIdx.x] = threadIdx.x;
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = s[1];
+  if (threadIdx.x == 1) s[1] = s[1] + 1.0f;
+}
+__global__ void counter_past_end(int* counts) { atomicAdd(&counts[threadIdx.x], 1); }
+"""
+
+
+def emu_kernel(name, syncwarp=False, atomic=False):
+    defines = {"SYNCWARP": "__syncwarp();" if syncwarp else "", "ADD(p, v)": "atomicAdd(p, v)" if atomic else "(*(p) += (v))"}
+    source = "".join(f"#define {k} {v}\n" for k, v in defines.items()) + EMU_CASES
+    return load_kernel(source, name)
+
+
+def test_shared_memory_is_undefined_in_each_block_and_reading_it_unwritten_is_reported():
+    x, out = np.arange(32, dtype=np.float32), np.zeros(64, np.float32)
+    emu_kernel("leftovers")(2, 32, (x, out))
+    np.testing.assert_array_equal(out[:32], x)
+    assert np.isnan(out[32:]).all(), "block 1 must not see block 0's shared memory (it reads the poison: NaN)"
+    with pytest.raises(KernelCheckError, match=r"thread \(0,0,0\) of block \(1,0,0\) reads shared memory s \(byte 0\) "
+                                               r"at kernel.cu:\d+ in leftovers before any thread of its block wrote it"):
+        emu_kernel("leftovers")(2, 32, (x, out), check="race")
+
+
+def test_lanes_of_a_warp_race_without_syncwarp():
+    x, out = np.arange(64, dtype=np.float32), np.zeros(1, np.float32)
+    with pytest.raises(KernelCheckError, match=r"no __syncwarp\(\) between them"):
+        emu_kernel("warp_tree")(1, 64, (x, out), check="race")
+    emu_kernel("warp_tree", syncwarp=True)(1, 64, (x, out), check="race")   # __syncwarp orders the lanes
+    assert out[0] == x.sum()
+
+
+def test_global_read_modify_write_without_atomics_is_a_race():
+    rows, v = np.array([0, 1] * 32, np.int32), np.ones(64, np.float32)
+    for block in (64, 32):   # two lanes of one block, then two blocks, add into the same row
+        with pytest.raises(KernelCheckError, match=r"data race on global memory: .* reads argument 'y' \(index [01]\) "
+                                                   r"at kernel.cu:\d+ .*need an atomic"):
+            emu_kernel("scatter_add")(64 // block, block, (rows, v, np.zeros(2, np.float32), 64), check="race")
+    y = np.zeros(2, np.float32)
+    emu_kernel("scatter_add", atomic=True)(2, 32, (rows, v, y, 64), check="race")
+    np.testing.assert_array_equal(y, [32, 32])
+    y = np.ones(64, np.float32)
+    emu_kernel("own_rows")(2, 32, (v, y, 64), check="race")   # a thread re-reading its own writes is no race
+    np.testing.assert_array_equal(y, 4.0)
+
+
+def test_race_report_names_both_threads_and_an_atomic_out_of_bounds_is_not_a_read():
+    with pytest.raises(KernelCheckError) as err:
+        emu_kernel("two_parties")(1, 64, (np.zeros(1, np.float32),), check="race")
+    lines = [int(n) for n in re.findall(r"kernel.cu:(\d+)", str(err.value))]
+    assert re.search(r"thread \(1,0,0\) writes it at kernel.cu:\d+ .* and thread \(0,0,0\) reads it", str(err.value))
+    assert lines[0] == lines[1] + 1, str(err.value)   # the write, and the read on the line before it
+    with pytest.raises(KernelCheckError, match=r"out-of-bounds atomic operation on argument 'counts' \(index 4, size 4\)"):
+        emu_kernel("counter_past_end")(1, 5, (np.zeros(4, np.int32),), check="bounds")

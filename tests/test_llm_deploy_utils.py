@@ -1,4 +1,6 @@
 """tinyml_lib.lm.decoding and tinyml_lib.lm.calibration on a tiny seeded Llama (no download, no SmolLM2 needed)."""
+import math
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -68,3 +70,27 @@ def test_restore_weights_from_safetensors(tiny, tmp_path):
     restore_weights_(tiny, tmp_path)
     for n, p in tiny.named_parameters():
         torch.testing.assert_close(p, before[n], rtol=0, atol=0)
+
+
+def test_capture_inputs_records_what_the_linears_read_after_the_norm(tiny):
+    # A fresh RMSNorm has unit weights, so the rows that q_proj and gate_proj read have mean square m / (m + eps),
+    # within 0.3% of 1 here (m >= 0.02^2, eps = 1e-6); the residual stream before the norm has m near 0.0004.
+    inputs = capture_inputs(tiny, torch.randint(0, 64, (2, 7)))
+    for layer in range(2):
+        for name in ("self_attn.q_proj", "mlp.gate_proj"):
+            rows = inputs[f"model.layers.{layer}.{name}"]
+            torch.testing.assert_close(rows.pow(2).mean(1), torch.ones(14), atol=5e-3, rtol=0)
+
+
+def test_perplexity_windows_predicts_each_token_from_the_logits_before_it():
+    # logits_fn: 2 x the running count of each token (position t sees ids[:t + 1]); token t is scored with the
+    # logits at t - 1, i.e. from the counts of window[:t].
+    from tinyml_lib.llm.perplexity import perplexity_windows
+    windows = torch.tensor([[1, 2, 1, 1, 3], [0, 0, 4, 0, 2]])
+    expected = 0.0
+    for window in windows.tolist():
+        for t in range(1, len(window)):
+            counts = torch.bincount(torch.tensor(window[:t]), minlength=5).float()
+            expected -= float(torch.log_softmax(2.0 * counts, 0)[window[t]])
+    ppl, scored = perplexity_windows(lambda ids: 2.0 * torch.nn.functional.one_hot(ids, 5).float().cumsum(1), windows)
+    assert scored == 8 and ppl == pytest.approx(math.exp(expected / 8), rel=1e-6)

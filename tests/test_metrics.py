@@ -78,3 +78,15 @@ def test_trace_layers_restores_mode_and_records_shapes():
     assert net.training
     assert records[0].in_shape == (1, 28, 28) and records[-1].out_shape == (10,)
     assert math.prod(records[0].out_shape) == 16 * 28 * 28
+
+
+def test_measure_latency_statistics_on_known_durations():
+    # Calls of 1, 1, 1, 1 and 10 ms on a fake clock: median 1, mean 2.8, min 1, p90 6.4 and p99 9.64 (NumPy's linear
+    # interpolation between order statistics: rank 0.9 * 4 = 3.6 -> 1 + 0.6 * 9).
+    clock, durations = [0.0], iter([5.0, 1.0, 1.0, 1.0, 1.0, 10.0])   # the first is the warm-up call
+
+    def work():
+        clock[0] += next(durations) * 1e-3
+
+    stats = metrics.measure_latency(work, warmup=1, repeats=5, timer=lambda: clock[0])
+    assert stats == pytest.approx({"median_ms": 1.0, "mean_ms": 2.8, "min_ms": 1.0, "p90_ms": 6.4, "p99_ms": 9.64})

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from tinyml_lib.pruning.compression import huffman_lengths, share_weights
 from tinyml_lib.pruning.folding import fold_ar_scale, fold_layer, fold_vgg, kmeans
 from tinyml_lib.models import vgg_like
-from tinyml_lib.pruning import (compress_nm, decompress_nm, magnitude_mask, nm_mask, prune_vgg_channels, sparsity)
+from tinyml_lib.pruning import (compress_nm, decompress_nm, magnitude_mask, nm_mask, prune_vgg_channels, rank_channels,
+                                sparsity)
 from tinyml_lib.pruning.sparse_encoding import eie_encode, eie_matvec
 
 seeds = st.integers(0, 2**31 - 1)
@@ -106,3 +107,27 @@ def test_channel_pruning_and_folding_keep_the_function_at_full_width():
     torch.testing.assert_close(fold_vgg(model, 1.0)(x), model(x), atol=1e-4, rtol=1e-4)
     assert sum(p.numel() for p in fold_vgg(model, 0.5).parameters()) == \
         sum(p.numel() for p in prune_vgg_channels(model, 0.5).parameters())
+
+
+def test_fold_ar_scale_on_hand_worked_clusters():
+    # Scale does not matter (directions only): two orthogonal members -> 2 / sqrt(2); two parallel -> 1;
+    # u, u, v with v orthogonal to u -> ||2u + v|| = sqrt(5), so 3 / sqrt(5).
+    w = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0], [2.0, 2.0], [1.0, 0.0], [5.0, 0.0], [0.0, 7.0]])
+    alpha = fold_ar_scale(w, torch.tensor([0, 0, 1, 1, 2, 2, 2]), 3)
+    torch.testing.assert_close(alpha, torch.tensor([2 ** 0.5, 1.0, 3 / 5 ** 0.5]))
+
+
+def test_share_weights_moves_the_centroids_to_the_cluster_means():
+    # Non-zeros 1.0, 1.1, 1.2 and 5.0, 5.1, 5.2: the centroids start at linspace(1.0, 5.2) and end at the means.
+    w = torch.tensor([[1.0, 0.0, 1.1, 5.0], [5.2, 1.2, 0.0, 5.1]])
+    codebook, idx, shared = share_weights(w, 2)
+    torch.testing.assert_close(codebook, torch.tensor([1.1, 5.1]))
+    assert idx.tolist() == [0, 0, 1, 1, 0, 1]   # flat order of the non-zeros
+    torch.testing.assert_close(shared, torch.tensor([[1.1, 0.0, 1.1, 5.1], [5.1, 1.1, 0.0, 5.1]]))
+
+
+def test_rank_channels_keeps_the_strongest_filters():
+    w = torch.tensor([[3.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, -5.0]])   # norms 3, 1, 2, 5
+    assert rank_channels(w, 2).tolist() == [0, 3]
+    assert rank_channels(w, 3).tolist() == [0, 2, 3]
+    assert rank_channels(torch.tensor([[2.0], [-2.0], [1.0]]), 1).tolist() == [0]   # a tie: the lower index

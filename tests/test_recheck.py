@@ -79,14 +79,16 @@ def test_verdicts_come_from_replies_and_the_recheck_not_from_outputs():
     shown = nbformat.v4.new_output("execute_result", data={"text/plain": "1000.0"}, execution_count=1)
     nb = nbformat.v4.new_notebook(cells=[grade_cell("passes", [stream, shown]), grade_cell("timed_out", []),
                                          grade_cell("fooled_kernel", []), grade_cell("kernel_only", []),
-                                         grade_cell("never_ran", [])])
+                                         grade_cell("never_ran", []), grade_cell("recheck_stopped", [])])
     replies = {0: (True, "", ""), 1: (False, "CellTimeoutError", "cell ran over 30 s"), 2: (True, "", ""),
-               3: (True, "", "")}
-    rechecked = {"passes": (True, ""), "fooled_kernel": (False, "AssertionError: f(): expected 2, got 1")}
-    failed = settle_grades(nb, replies, rechecked, None, "the kernel died")
-    assert failed == ["fooled_kernel"]
+               3: (True, "", ""), 5: (True, "", "")}
+    rechecked = {"passes": (True, ""), "fooled_kernel": (False, "AssertionError: f(): expected 2, got 1"),
+                 "recheck_stopped": None}   # in the re-check, which stopped before its verdict
+    failed = settle_grades(nb, replies, rechecked, "the re-check ran over its time limit", "the kernel died")
+    assert failed == ["fooled_kernel", "recheck_stopped"]
     kinds = [[o.output_type for o in c.outputs] for c in nb.cells]
-    assert kinds == [["stream", "display_data"], ["error"], ["error"], [], ["error"]], kinds
+    assert kinds == [["stream", "display_data"], ["error"], ["error"], [], ["error"], ["error"]], kinds
+    assert "ran over its time limit" in nb.cells[5].outputs[0].evalue
     assert nb.cells[0].outputs[0].name == "stdout", "a passing cell's stderr is not read as a failure"
     assert nb.cells[1].outputs[0].ename == "CellTimeoutError"
     assert nb.cells[2].outputs[0].ename == "RecheckFailed" and "expected 2, got 1" in nb.cells[2].outputs[0].evalue

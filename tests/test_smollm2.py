@@ -15,6 +15,7 @@ import pytest
 from tinyml_lib.data import austen_text
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from tinyml_lib.lm import smollm2
 from tinyml_lib.lm.smollm2 import PerplexityResult, SmolLM2Settings, cache_dir, check_cache, load_smollm2, perplexity
@@ -47,6 +48,29 @@ class UniformLM(nn.Module):
     def forward(self, ids):
         self.calls.append(tuple(ids.shape))
         return type("Out", (), {"logits": torch.zeros(*ids.shape, self.vocab) * self.scale})()
+
+
+class CountingLM(UniformLM):
+    """Stand-in causal LM that uses its whole context: the logits at position t are 2 x the count of each token in
+    ids[:t + 1], so a token scored from a shorter or shifted context gets another probability."""
+    def forward(self, ids):
+        self.calls.append(tuple(ids.shape))
+        return type("Out", (), {"logits": 2.0 * F.one_hot(ids, self.vocab).float().cumsum(1) + self.scale})()
+
+
+def reference_nll(ids: list[int], ctx: int, stride: int, vocab: int = 50) -> tuple[float, int]:
+    """Token by token: each token is scored once, in the first window holding it after the window's first token,
+    from the tokens before it in that window; the NLL under CountingLM is computed from those counts directly."""
+    total, done, begin = 0.0, set(), 0
+    while True:
+        for t in range(begin + 1, min(begin + ctx, len(ids))):
+            if t not in done:
+                counts = torch.bincount(torch.tensor(ids[begin:t]), minlength=vocab).float()
+                total -= float(torch.log_softmax(2.0 * counts, 0)[ids[t]])
+                done.add(t)
+        if begin + ctx >= len(ids):
+            return total / len(done), len(done)
+        begin += stride
 
 
 # ---------------------------------------------------------------- fast: no model needed
@@ -127,6 +151,15 @@ def test_perplexity_window_accounting(ctx, stride, n, scored, windows):
     assert all(shape[1] <= ctx for shape in model.calls)
     assert result.nll == pytest.approx(math.log(50)) and result.perplexity == pytest.approx(50)
     assert perplexity(model, CharTokenizer(), "abcdefghijklmnop", ctx=4, stride=2, max_tokens=n).tokens == n - 1
+
+
+@pytest.mark.parametrize("ctx, stride", [(4, 2), (4, 4), (5, 3), (6, 1), (32, 32)])
+def test_perplexity_scores_each_token_from_its_own_context(ctx, stride):
+    text = "the quick brown fox jumps over the lazy dog"
+    ids = CharTokenizer()(text)["input_ids"]
+    nll, scored = reference_nll(ids, ctx, stride)
+    result = perplexity(CountingLM(), CharTokenizer(), text, ctx=ctx, stride=stride)
+    assert result.tokens == scored and result.nll == pytest.approx(nll, rel=1e-6)
 
 
 # ---------------------------------------------------------------- slow: the real model

@@ -40,6 +40,7 @@ class LaunchInfo(ctypes.Structure):
                                               "shared_stored", "barriers", "is_store", "arg", "offset", "size")]
     _fields_ += [(n, ctypes.c_uint64) for n in ("pc", "pc2", "sym")]
     _fields_ += [(n, ctypes.c_int64 * 3) for n in ("tid", "bid", "tid2")] + [("is_store2", ctypes.c_int64)]
+    _fields_ += [("bid2", ctypes.c_int64 * 3)]
 
 
 @lru_cache(maxsize=1)
@@ -183,5 +184,5 @@ def launch(path, name, params, args, grid, block, shared_mem, flags):
                          f"threads; shared_mem {shared_mem}: at most 262144 bytes)")
     if status:
         from .diagnose import describe_failure
-        raise KernelCheckError(describe_failure(path, name, params, args, info))
+        raise KernelCheckError(describe_failure(path, name, params, args, info, block))
     return info

@@ -15,10 +15,16 @@
 //     __tsan_readN/__tsan_writeN(address) *before* it happens, so the hook can count it, check it against the
 //     argument extents (arguments are copied into a private arena with gaps between them), track shared-memory
 //     accesses per barrier interval, and abandon the thread before an invalid access is made.
+//   * Shared memory starts undefined in every block on a GPU (often another block's leftovers). Here it is filled
+//     with 0xFF bytes (NaN as float, -1 as int) before each block, and the race check reports a read of shared
+//     memory that no thread of the block has written yet. The race check also covers global memory: a thread
+//     that reads what another thread wrote in the same launch, with nothing ordering the two (another block, or
+//     no __syncthreads() between), is reported -- a read-modify-write of one address from several threads
+//     needs an atomic, and only on a GPU would a plain `+=` lose updates.
 #ifndef TINYML_CUDA_EMU_H
 #define TINYML_CUDA_EMU_H
 
-#define CUEMU_VERSION 3
+#define CUEMU_VERSION 4
 #define CUEMU_CPU 1
 
 #include <math.h>
@@ -390,6 +396,9 @@ CUEMU_UNCHECKED static inline void cuemu_invoke(void (*f)(P...), void** a) {
 #define CUEMU_API extern "C" __attribute__((visibility("default")))
 #define CUEMU_MAX_THREADS 1024
 #define CUEMU_MAX_DYN_SMEM (256 * 1024)
+// Global-memory race checks keep 20 bytes per byte of the arguments (reserved, committed where written): above this
+// arena size (about 200 MB of arguments) the race check covers shared memory only.
+#define CUEMU_MAX_RACE_ARENA ((size_t)512 << 20)
 #define CUEMU_STACK_BYTES (256 * 1024)
 
 extern "C" {
@@ -402,7 +411,7 @@ extern char __stop_cuemu_shared[] __attribute__((weak, visibility("hidden")));
 
 enum { ST_READY, ST_BARRIER, ST_WARPSYNC, ST_DONE };
 enum { F_BOUNDS = 1, F_RACE = 2, F_COUNT = 4, F_INSTR = 8 };
-enum { S_OK = 0, S_OOB = 1, S_RACE = 2, S_DIVERGE = 3, S_CONFIG = 4 };
+enum { S_OK = 0, S_OOB = 1, S_RACE = 2, S_DIVERGE = 3, S_CONFIG = 4, S_GLOBAL_RACE = 5, S_UNINIT = 6 };
 enum { A_LOAD = 0, A_STORE = 1, A_ATOMIC = 2 };
 
 // Filled for Python (mirrored by ctypes in cpu_tier.py). PCs are offsets into the kernel library, for addr2line.
@@ -412,6 +421,7 @@ struct CuemuInfo {
   int64_t is_store, arg, offset, size;          // the faulting access: argument index (-1 none), byte offset
   uint64_t pc, pc2, sym;                         // kernel PCs (current, conflicting access); shared address
   int64_t tid[3], bid[3], tid2[3], is_store2;
+  int64_t bid2[3];                               // the other thread's block (global-memory races)
 };
 
 struct Fiber {
@@ -425,8 +435,16 @@ struct Fiber {
 };
 struct Warp { uint64_t val[2][32]; unsigned int active[2]; int parity; uint32_t epoch; };
 struct Region { char *lo, *hi; };
-// Per byte of shared memory: who last wrote / read it, in which barrier interval, and the warp's sync count then.
-struct Shadow { uint32_t w_epoch, r_epoch, w_wepoch, r_wepoch; int16_t w_tid, r_tid; uint8_t r_multi, pad[3]; void *w_pc, *r_pc; };
+// Per byte of shared memory: who last wrote / read it, in which barrier interval, and the warp's sync count then;
+// a second reader other than the last (o_*), so a race report can name the other party; the block that last wrote it.
+struct Shadow {
+  uint32_t w_epoch, r_epoch, w_wepoch, r_wepoch, o_wepoch, w_block;
+  int16_t w_tid, r_tid, o_tid;
+  uint8_t r_multi, pad;
+  void *w_pc, *r_pc, *o_pc;
+};
+// Per byte of a global-memory argument: the last plain (non-atomic) write of this launch.
+struct GShadow { uint32_t block, epoch, wepoch, pc; int32_t tid; };
 
 static Fiber g_fibers[CUEMU_MAX_THREADS];
 static Warp g_warps[CUEMU_MAX_THREADS / 32];
@@ -447,6 +465,12 @@ static int g_nargs;
 static char *g_image_lo, *g_image_hi, *g_rw_lo, *g_rw_hi, *g_smem_lo, *g_smem_hi;
 static size_t g_dyn_bytes;
 static Shadow* g_shadow;
+static GShadow* g_gshadow;          // over the argument arena, in race checks
+static char* g_arena;
+static uint32_t g_block_serial;     // 1, 2, ... for the blocks of a launch in the order they run
+// The first read of unwritten shared memory, reported at the end of its barrier interval unless a race on it is
+// reported first (with no __syncthreads(), a read can run before the write it races with).
+static struct { bool set; uint64_t pc, sym; int64_t tid[3], bid[3]; } g_uninit;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
 // ---- context switch ---------------------------------------------------------------------------------------------
@@ -616,6 +640,15 @@ static int run_warp(int w) {
   }
 }
 
+static int report_uninit(void) {
+  g_info->status = S_UNINIT;
+  g_info->pc = g_uninit.pc;
+  g_info->sym = g_uninit.sym;
+  memcpy(g_info->tid, g_uninit.tid, sizeof g_uninit.tid);
+  memcpy(g_info->bid, g_uninit.bid, sizeof g_uninit.bid);
+  return -1;
+}
+
 static int run_block(void) {
   int nwarps = (g_nthreads + 31) / 32;
   for (int i = 0; i < g_nthreads; ++i) g_fibers[i].state = ST_READY;
@@ -623,6 +656,7 @@ static int run_block(void) {
   for (;;) {
     for (int w = 0; w < nwarps; ++w)
       if (run_warp(w)) return -1;
+    if (g_uninit.set) return report_uninit();
     int waiting = 0;
     for (int i = 0; i < g_nthreads; ++i)
       if (g_fibers[i].state == ST_BARRIER) { g_fibers[i].state = ST_READY; waiting++; }
@@ -651,7 +685,7 @@ static void report_oob(char* p, size_t size, int kind, void* pc) {
     int64_t d = p < g_args[i].lo ? g_args[i].lo - p : p - g_args[i].hi;
     if (d < best_dist) { best_dist = d; best = i; }
   }
-  g_info->is_store = (kind & A_STORE) != 0;
+  g_info->is_store = (kind & A_ATOMIC) ? 2 : (kind & A_STORE) != 0;  // 2: an atomic read-modify-write
   g_info->arg = best;
   g_info->offset = best >= 0 ? (int64_t)(p - g_args[best].lo) : (int64_t)(uintptr_t)p;
   g_info->size = (int64_t)size;
@@ -665,10 +699,12 @@ static bool unsynced(int tid, uint32_t epoch, uint32_t wepoch, int me) {
 }
 
 static void report_race(char* p, Shadow* s, bool store, bool prev_store, void* pc) {
-  int other = prev_store ? s->w_tid : s->r_tid;
+  // the other party: the writer, or a reader that is not this thread (the last one, else the one before it)
+  bool last = prev_store || s->r_tid != g_cur->linear;
+  int other = prev_store ? s->w_tid : (last ? s->r_tid : s->o_tid);
   g_info->is_store = store;
   g_info->is_store2 = prev_store;
-  g_info->pc2 = lib_offset(prev_store ? s->w_pc : s->r_pc);
+  g_info->pc2 = lib_offset(prev_store ? s->w_pc : (last ? s->r_pc : s->o_pc));
   g_info->sym = lib_offset(p);
   uint3 t2 = {other % cuemu_blockDim.x, (other / cuemu_blockDim.x) % cuemu_blockDim.y,
               other / (cuemu_blockDim.x * cuemu_blockDim.y)};
@@ -689,7 +725,57 @@ static void check_race(char* p, size_t size, bool store, void* pc) {
       s->w_tid = (int16_t)me; s->w_epoch = g_block_epoch; s->w_wepoch = wepoch; s->w_pc = pc;
     } else {
       s->r_multi = reader_conflict || (s->r_epoch == g_block_epoch && s->r_multi);
+      if (s->r_epoch == g_block_epoch && s->r_tid != me) {  // keep the previous reader as the other one
+        s->o_tid = s->r_tid; s->o_wepoch = s->r_wepoch; s->o_pc = s->r_pc;
+      }
       s->r_tid = (int16_t)me; s->r_epoch = g_block_epoch; s->r_wepoch = wepoch; s->r_pc = pc;
+    }
+  }
+}
+
+static void set_linear(int64_t* dst, int64_t linear) {
+  dst[0] = linear % cuemu_blockDim.x;
+  dst[1] = (linear / cuemu_blockDim.x) % cuemu_blockDim.y;
+  dst[2] = linear / ((int64_t)cuemu_blockDim.x * cuemu_blockDim.y);
+}
+
+static void report_global_race(char* p, GShadow* s, int arg, void* pc) {
+  g_info->is_store = 0;
+  g_info->is_store2 = 1;
+  g_info->arg = arg;
+  g_info->offset = p - g_args[arg].lo;
+  g_info->pc2 = s->pc;
+  set_linear(g_info->tid2, s->tid);
+  int64_t serial = (int64_t)s->block - 1, gx = cuemu_gridDim.x, gy = cuemu_gridDim.y;  // blocks run x fastest
+  g_info->bid2[0] = serial % gx; g_info->bid2[1] = (serial / gx) % gy; g_info->bid2[2] = serial / (gx * gy);
+  abort_launch(S_GLOBAL_RACE, pc);
+}
+
+// A plain load of global memory that another thread wrote in this launch, with nothing ordering the two.
+static void check_global(char* p, size_t size, bool store, int arg, void* pc) {
+  int me = g_cur->linear;
+  for (size_t b = 0; b < size; ++b) {
+    GShadow* s = &g_gshadow[p + b - g_arena];
+    if (store) {
+      *s = GShadow{g_block_serial, g_block_epoch, g_warps[me >> 5].epoch, (uint32_t)lib_offset(pc), me};
+    } else if (s->block && (s->block != g_block_serial || unsynced(s->tid, s->epoch, s->wepoch, me))) {
+      report_global_race(p + b, s, arg, pc);
+    }
+  }
+}
+
+// Shared memory that no thread of this block has written is undefined: reading it is reported.
+static void check_init(char* p, size_t size, int kind, void* pc) {
+  for (size_t b = 0; b < size; ++b) {
+    Shadow* s = &g_shadow[p + b - g_rw_lo];
+    if (kind & A_STORE) {
+      s->w_block = g_block_serial;
+    } else if (s->w_block != g_block_serial && !g_uninit.set) {
+      g_uninit.set = true;
+      g_uninit.pc = lib_offset(pc);
+      g_uninit.sym = lib_offset(p + b);
+      set_thread(g_uninit.tid, g_cur->tid);
+      set_thread(g_uninit.bid, cuemu_blockIdx);
     }
   }
 }
@@ -699,6 +785,7 @@ static void on_access(void* addr, size_t size, int kind, void* pc) {
   for (int i = 0; i < g_nargs; ++i) {
     if (p >= g_args[i].lo && p < g_args[i].hi) {
       if (p + size > g_args[i].hi) report_oob(p, size, kind, pc);
+      if (g_gshadow && !(kind & A_ATOMIC)) check_global(p, size, (kind & A_STORE) != 0, i, pc);
       if (kind & A_ATOMIC) { if (!(kind & A_STORE)) g_info->atomics++; }
       else if (kind & A_STORE) g_info->bytes_stored += (int64_t)size;
       else g_info->bytes_loaded += (int64_t)size;
@@ -715,6 +802,7 @@ static void on_access(void* addr, size_t size, int kind, void* pc) {
       g_info->size = (int64_t)g_dyn_bytes;
       abort_launch(S_OOB, pc);
     }
+    if (g_flags & F_RACE) check_init(p, size, kind, pc);
     if ((g_flags & F_RACE) && !(kind & A_ATOMIC)) check_race(p, size, (kind & A_STORE) != 0, pc);
     if (kind & A_STORE) g_info->shared_stored += (int64_t)size;
     else g_info->shared_loaded += (int64_t)size;
@@ -823,10 +911,16 @@ static void arena_out(void* const* host, const int64_t* nbytes, int nargs) {
 }
 
 static void run_grid(const unsigned* grid) {
+  g_block_serial = 0;
   for (unsigned z = 0; z < grid[2] && !g_aborted; ++z)
     for (unsigned y = 0; y < grid[1] && !g_aborted; ++y)
       for (unsigned x = 0; x < grid[0] && !g_aborted; ++x) {
         cuemu_blockIdx = uint3{x, y, z};
+        g_block_serial++;
+        // Undefined at the start of every block: a kernel that reads before it writes sees NaN / -1, not zeros
+        // or another block's values.
+        if (g_smem_hi > g_smem_lo) memset(g_smem_lo, 0xFF, (size_t)(g_smem_hi - g_smem_lo));
+        memset(cuemu_dyn_smem, 0xFF, g_dyn_bytes);
         if (run_block()) g_aborted = 1;
       }
 }
@@ -843,7 +937,7 @@ CUEMU_API int cuemu_launch(void (*entry)(void**), void** argv, void* const* host
     pthread_mutex_unlock(&g_lock);
     return S_CONFIG;
   }
-  g_entry = entry; g_argv = argv; g_flags = flags; g_info = info; g_aborted = 0;
+  g_entry = entry; g_argv = argv; g_flags = flags; g_info = info; g_aborted = 0; g_uninit.set = false;
   g_nthreads = (int)nthreads; g_dyn_bytes = dyn_smem; g_nargs = 0;
   cuemu_blockDim = dim3(block[0], block[1], block[2]);
   cuemu_gridDim = dim3(grid[0], grid[1], grid[2]);
@@ -859,6 +953,12 @@ CUEMU_API int cuemu_launch(void (*entry)(void**), void** argv, void* const* host
   if (flags & F_INSTR) {
     arena = arena_in(argv, nbytes, nargs, &arena_size);
     g_shadow = (flags & F_RACE) ? (Shadow*)calloc((size_t)(g_rw_hi - g_rw_lo) + 1, sizeof(Shadow)) : nullptr;
+    g_arena = arena;
+    if ((flags & F_RACE) && arena && arena_size <= CUEMU_MAX_RACE_ARENA) {
+      void* m = mmap(nullptr, arena_size * sizeof(GShadow), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      g_gshadow = m == MAP_FAILED ? nullptr : (GShadow*)m;
+    }
   }
   run_grid(grid);
   if (arena) {
@@ -866,6 +966,9 @@ CUEMU_API int cuemu_launch(void (*entry)(void**), void** argv, void* const* host
     munmap(arena, arena_size);
     free(g_shadow);
     g_shadow = nullptr;
+    if (g_gshadow) munmap(g_gshadow, arena_size * sizeof(GShadow));
+    g_gshadow = nullptr;
+    g_arena = nullptr;
   }
   g_nargs = 0;
   int status = (int)info->status;

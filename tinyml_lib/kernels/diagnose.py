@@ -3,7 +3,8 @@ import re
 import subprocess
 from functools import lru_cache
 
-STATUS_OOB, STATUS_RACE, STATUS_DIVERGE = 1, 2, 3
+STATUS_OOB, STATUS_RACE, STATUS_DIVERGE, STATUS_GLOBAL_RACE, STATUS_UNINIT = 1, 2, 3, 5, 6
+VERBS = {0: "read from", 1: "write to", 2: "atomic operation on"}
 
 
 def source_line(lib_path, pc):
@@ -55,7 +56,7 @@ def _thread(t):
 
 
 def _describe_oob(lib_path, name, params, args, info):
-    verb = "write to" if info.is_store else "read from"
+    verb = VERBS[int(info.is_store)]
     where = source_line(lib_path, info.pc)
     at = f"at {where}, thread {_thread(info.tid)} of block {_thread(info.bid)}"
     if info.arg == -2:
@@ -69,16 +70,39 @@ def _describe_oob(lib_path, name, params, args, info):
             f" {at}")
 
 
-def describe_failure(lib_path, name, params, args, info):
-    """The KernelCheckError message for a LaunchInfo whose status is not 0."""
+def _linear(t, block) -> int:
+    return t[0] + block[0] * (t[1] + block[1] * t[2])
+
+
+def describe_failure(lib_path, name, params, args, info, block):
+    """The KernelCheckError message for a LaunchInfo whose status is not 0; `block` is the launch's block shape."""
+    kinds = {True: "writes", False: "reads"}
     if info.status == STATUS_OOB:
         return _describe_oob(lib_path, name, params, args, info)
     if info.status == STATUS_RACE:
-        kinds = {True: "writes", False: "reads"}
+        one_warp = _linear(info.tid, block) // 32 == _linear(info.tid2, block) // 32
+        missing = ("no __syncwarp() between them: lanes of one warp do not run in lockstep (since Volta), so "
+                   "they need __syncwarp() (missing __syncwarp()?)" if one_warp else
+                   "no __syncthreads() between them (missing __syncthreads()?)")
         return (f"{name}: data race on shared memory {shared_name(lib_path, info.sym)} in block {_thread(info.bid)}: "
                 f"thread {_thread(info.tid)} {kinds[bool(info.is_store)]} it at {source_line(lib_path, info.pc)} and "
                 f"thread {_thread(info.tid2)} {kinds[bool(info.is_store2)]} it at {source_line(lib_path, info.pc2)} "
-                f"with no __syncthreads() between them (missing __syncthreads()?)")
+                f"with {missing}")
+    if info.status == STATUS_GLOBAL_RACE:
+        p, a = params[info.arg], args[info.arg]
+        same_block = tuple(info.bid) == tuple(info.bid2)
+        why = ("no __syncthreads() between them" if same_block else
+               "threads of different blocks are never ordered within a launch")
+        return (f"{name}: data race on global memory: thread {_thread(info.tid)} of block {_thread(info.bid)} reads "
+                f"argument '{p.name}' (index {info.offset // (a.itemsize * p.lanes)}) at "
+                f"{source_line(lib_path, info.pc)}, which thread {_thread(info.tid2)} of block {_thread(info.bid2)} "
+                f"wrote at {source_line(lib_path, info.pc2)} in this launch, with {why}. Several threads that update "
+                f"one address need an atomic (atomicAdd & co.): with a plain read-modify-write a GPU loses updates")
+    if info.status == STATUS_UNINIT:
+        return (f"{name}: thread {_thread(info.tid)} of block {_thread(info.bid)} reads shared memory "
+                f"{shared_name(lib_path, info.sym)} at {source_line(lib_path, info.pc)} before any thread of its block "
+                f"wrote it: shared memory is undefined at the start of every block (the CPU tier fills it with 0xFF "
+                f"bytes: NaN as float, -1 as int)")
     return (f"{name}: deadlock: in one warp, thread {_thread(info.tid)} waits at a warp primitive at "
             f"{source_line(lib_path, info.pc)} while thread {_thread(info.tid2)} waits at __syncthreads() at "
             f"{source_line(lib_path, info.pc2)}")

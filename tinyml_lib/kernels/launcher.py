@@ -135,7 +135,9 @@ class Kernel:
             args: tuple matching the kernel's parameters: arrays (NumPy for the CPU tier, CuPy for the GPU tier,
                 dtype and contiguity checked) and scalars (NumPy scalars of the parameter's type, or Python numbers).
             shared_mem: bytes of dynamic (extern __shared__) shared memory per block.
-            check: None, "bounds" (out-of-bounds global accesses) or "race" (shared-memory races); CPU tier only.
+            check: None, "bounds" (out-of-bounds accesses) or "race" (shared-memory races, also between lanes of
+                one warp; reads of shared memory not yet written in the block; reads of global memory that another
+                unordered thread wrote in this launch); CPU tier only.
             counters: count global/shared memory traffic (CPU tier only).
         Returns:
             LaunchStats.
