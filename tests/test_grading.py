@@ -218,3 +218,95 @@ def test_peak_memory_counts_a_temporary_freed_before_the_end():
     _, peak = measure_peak_memory(temporary)
     assert 49 < peak < 52, peak
     assert "peak memory" in message(assert_peak_memory, temporary, 1.0)
+
+
+# ------------------------------------------------------------------ what mutation testing (mutmut) found untested
+class _DeviceArray:
+    """Stands in for a CuPy array: a `get()` that copies to the host, from a module named cupy."""
+    __module__ = "cupy._core.core"
+
+    def __init__(self, values):
+        self.values = np.asarray(values)
+
+    def get(self):
+        return self.values
+
+
+def test_checks_accept_tensors_that_need_grad_and_device_arrays():
+    check_close(torch.ones(3, requires_grad=True) * 2, np.full(3, 2.0))
+    check_equal(torch.arange(3.0, requires_grad=True), np.arange(3.0))
+    check_close(_DeviceArray([1.0, 2.0]), [1.0, 2.0])
+    assert "index (1,)" in message(check_equal, _DeviceArray([1, 5]), np.array([1, 2]), "v")
+    getter = type("Getter", (), {"get": lambda self: np.array([5])})()   # has get() but is not CuPy: not unwrapped
+    message(check_equal, getter, np.array([5]), "v")
+
+
+def test_messages_name_the_value_shapes_and_types():
+    assert message(check_equal, 1, 2).startswith("value: got 1")
+    assert message(check_close, 1.0, 2.0).startswith("value: got 1.0")
+    assert message(check_close, [1.0, 2.0, 3.0], [1.0, 2.0], "y", hint="h") == "y: shape (3,), expected shape (2,); hint: h"
+    assert message(check_type, "3", int) == "value: expected a int, got str ('3')"
+    with pytest.raises(KeyError) as err:
+        target("lab01.no_such_target")
+    assert "lab01.batched_speedup, " in str(err.value)
+
+
+def test_speed_result_reads_in_milliseconds():
+    assert str(grading.SpeedResult(2.5, 0.01, 0.004, 2.0, 1)) == ("speedup 2.50x (needed >= 2x) [ok]: baseline 10.000 ms, "
+                                                                 "yours 4.000 ms, attempt 1")
+    assert "[TOO SLOW]" in str(grading.SpeedResult(1.5, 0.01, 0.004, 2.0, 3))
+
+
+def _record_ratio_calls(monkeypatch, ratios):
+    calls = []
+
+    def fake(baseline, fast, repeats, warmup=2):
+        calls.append((repeats, warmup))
+        return ratios, 0.01, 0.005
+
+    monkeypatch.setattr(grading, "interleaved_ratios", fake)
+    return calls
+
+
+def test_speed_checks_measure_nine_pairs_after_two_warmups_and_double_them_on_retry(monkeypatch):
+    calls = _record_ratio_calls(monkeypatch, [1.2] * 9)
+    assert "attempt 3" in message(assert_speedup, lambda: None, lambda: None, 2.0)
+    assert calls == [(9, 2), (18, 2), (36, 2)]
+    calls.clear()
+    result = grading.measure_speedup(lambda: None, lambda: None)
+    assert calls == [(9, 2)] and (result.baseline_s, result.fast_s, result.min_ratio, result.attempts) == (0.01, 0.005, 0.0, 1)
+
+
+def test_speed_check_thresholds_below_one_and_at_half(monkeypatch):
+    calls = _record_ratio_calls(monkeypatch, [0.6] * 9)
+    assert assert_speedup(lambda: None, lambda: None, 0.5).passed   # "at least half as fast" is a valid threshold
+    calls = _record_ratio_calls(monkeypatch, [1.0] * 9)
+    message(assert_speedup, lambda: None, lambda: None, 2.0)
+    assert len(calls) == 3, "exactly half the threshold is not 'clearly slow': it is measured again"
+
+
+def test_peak_memory_leaves_a_callers_tracing_on_and_subtracts_what_was_allocated_before():
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        kept = np.ones(20 * 2**20 // 8)   # 20 MB alive before and after
+        _, peak = measure_peak_memory(lambda: float(np.ones(5 * 2**20 // 8)[0]))
+        assert 4.9 < peak < 5.5, peak
+        assert tracemalloc.is_tracing(), "a caller's tracing must stay on"
+        del kept
+    finally:
+        tracemalloc.stop()
+
+
+def test_peak_memory_limit_is_inclusive_and_reported(monkeypatch, capsys):
+    monkeypatch.setattr(grading, "measure_peak_memory", lambda fn: (None, 2.0))
+    assert assert_peak_memory(lambda: None, 2.0) == 2.0
+    assert "peak memory 2.00 MB (allowed 2 MB) [ok]" in capsys.readouterr().out
+
+
+def test_calibration_caps_loops_and_pairs_start_after_two_warmups():
+    from tinyml_lib.timing import calibrate_loops, interleaved_ratios
+    assert calibrate_loops(lambda: None, min_sample_s=60.0) == 1 << 20
+    log = []
+    interleaved_ratios(lambda: (log.append("b"), time.sleep(0.025)), lambda: (log.append("f"), time.sleep(0.025)), 2)
+    assert len(log) == 2 * (2 + 1 + 2), log   # two warm-up calls, one calibration call and two timed calls each
