@@ -1,8 +1,8 @@
 """Planted faults in the code that grading trusts: each must make a fast test fail (tests/test_planted_faults.py).
 
 The labs' mutants (autograders/mutants/) are wrong answers that the graded cells must reject. These are their
-counterpart for everything those cells rely on: the checkers and the timer, the sandbox's scoring and the re-check,
-the library's modules and the CUDA emulator's primitives. Each fault is a realistic wrong version of one line or a
+counterpart for everything those cells rely on: the checkers and the timer, the export of solution cells into the
+library, the sandbox's scoring and the re-check, the library's modules and the CUDA emulator's primitives. Each fault is a realistic wrong version of one line or a
 few (an exact piece of the file and what it becomes) and names the fast tests that must catch it. A fault whose
 text no longer occurs in its file is an error, so the list follows the code as it changes.
 
@@ -84,6 +84,17 @@ FAULTS = [
           (f"{GRADING_TESTS}::test_assert_speedup_passes_and_reports_ratio",)),
     Fault("steady_heap keeps nothing", T, "    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)\n    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)\n",
           "", (f"{GRADING_TESTS}::test_steady_heap_keeps_temporaries_off_the_page_fault_path",)),
+    # ---- the export of the solution cells into the library
+    Fault("export keeps the solution markers", "tinyml_lib/export.py",
+          "for line in lines[1:] if line.strip() not in MARKERS]", "for line in lines[1:]]",
+          ("tests/test_export.py::test_export_collects_tagged_cells_in_order",)),
+    Fault("export leaves the library-only lines as comments", "tinyml_lib/export.py",
+          'body = [LIBRARY_ONLY.sub(r"\\g<indent>\\g<code>", line) for line', "body = [line for line",
+          ("tests/test_export.py::test_library_only_lines_are_code_in_the_module_and_comments_in_the_notebook",)),
+    Fault("export writes the cells in reverse order", "tinyml_lib/export.py",
+          '            found.append((match["path"], "\\n".join(body).strip() + "\\n"))',
+          '            found.insert(0, (match["path"], "\\n".join(body).strip() + "\\n"))',
+          ("tests/test_export.py::test_export_collects_tagged_cells_in_order",)),
     # ---- the sandbox's scoring and the re-check
     Fault("a cell without a re-check verdict (the re-check stopped) counts", SB,
           "elif gid in rechecked and not (rechecked[gid] or (False,))[0]:",
