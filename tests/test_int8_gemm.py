@@ -164,3 +164,17 @@ def test_scaled_matches_ref_gpu(m, n, k):
     import cupy
     args = scaled_problem(m, n, k)
     assert_scaled_close(cupy.asnumpy(int8_gemm_scaled(*(cupy.asarray(t) for t in args))), int8_gemm_scaled_ref(*args))
+
+
+def test_references_on_hand_worked_values():
+    # Requantization: m0 = 2^30 (0.5 in Q31), shift 0 -> round half up of acc / 2: 5, -5, 7, -7 -> 3, -2, 4, -3.
+    one = lambda v: np.array([v], np.int32)
+    x = np.array([[5], [-5], [7], [-7]], np.int8)
+    assert int8_gemm_ref(x, np.array([[1]], np.int8), one(0), one(2**30), one(0), 0).tolist() == [[3], [-2], [4], [-3]]
+    m0, n = quantize_multiplier(torch.tensor(0.3, dtype=torch.float64))
+    assert (int(m0), int(n)) == (1288490189, 1)   # 0.3 = 0.6 * 2^-1, 0.6 * 2^31 rounded
+    y = int8_gemm_ref(np.array([[10]], np.int8), np.array([[5]], np.int8), one(0), one(int(m0)), one(int(n)), 3)
+    assert y.tolist() == [[18]]                   # round(50 * 0.3) + 3
+    got = int8_gemm_scaled_ref(np.array([[1, 2, 3, 4]], np.int8), np.array([0.5], np.float32), np.ones((1, 4), np.int8),
+                               np.array([0.25], np.float32), np.array([1.0], np.float32))
+    assert got.tolist() == [[2.25]]               # 0.5 * 0.25 * 10 + 1

@@ -94,3 +94,16 @@ def test_perplexity_windows_predicts_each_token_from_the_logits_before_it():
             expected -= float(torch.log_softmax(2.0 * counts, 0)[window[t]])
     ppl, scored = perplexity_windows(lambda ids: 2.0 * torch.nn.functional.one_hot(ids, 5).float().cumsum(1), windows)
     assert scored == 8 and ppl == pytest.approx(math.exp(expected / 8), rel=1e-6)
+
+
+def test_generate_greedy_is_the_argmax_loop_and_down_proj_reads_the_gated_product(tiny):
+    prompt = torch.randint(0, 64, (1, 4), generator=torch.Generator().manual_seed(3))
+    seq = prompt
+    with torch.no_grad():
+        for _ in range(12):   # the plain loop: the whole sequence each step, the last position's argmax appended
+            seq = torch.cat([seq, tiny(seq).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(generate_greedy(tiny, prompt, 12, cached_attend, use_cache=True), seq[:, 4:])
+    inputs = capture_inputs(tiny, torch.randint(0, 64, (1, 6)))
+    mlp, x = tiny.model.layers[0].mlp, inputs["model.layers.0.mlp.gate_proj"]
+    torch.testing.assert_close(inputs["model.layers.0.mlp.down_proj"],
+                               torch.nn.functional.silu(mlp.gate_proj(x)) * mlp.up_proj(x), rtol=1e-5, atol=1e-6)

@@ -90,3 +90,11 @@ def test_measure_latency_statistics_on_known_durations():
 
     stats = metrics.measure_latency(work, warmup=1, repeats=5, timer=lambda: clock[0])
     assert stats == pytest.approx({"median_ms": 1.0, "mean_ms": 2.8, "min_ms": 1.0, "p90_ms": 6.4, "p99_ms": 9.64})
+
+
+def test_energy_and_intensity_on_hand_worked_layers():
+    # 10 MACs at 4.6 pJ and 8 SRAM bytes at 1.25 pJ; a bias-free Linear(8, 8) on a batch of 4 moves 256 B of
+    # weights and 128 B in and out each for 2 * 8 * 8 * 4 = 512 FLOPs.
+    assert metrics.estimate_energy_pj(10, 0, 8) == pytest.approx(56.0)
+    fc = LayerRecord("fc", nn.Linear(8, 8, bias=False), (8,), (8,))
+    assert metrics.arithmetic_intensity(fc, batch=4) == pytest.approx(1.0)

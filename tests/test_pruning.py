@@ -131,3 +131,41 @@ def test_rank_channels_keeps_the_strongest_filters():
     assert rank_channels(w, 2).tolist() == [0, 3]
     assert rank_channels(w, 3).tolist() == [0, 2, 3]
     assert rank_channels(torch.tensor([[2.0], [-2.0], [1.0]]), 1).tolist() == [0]   # a tie: the lower index
+
+
+def test_nm_mask_and_compression_on_a_hand_worked_row():
+    w = torch.tensor([[0.1, -0.9, 0.5, 0.2, 1.0, 1.0, 1.0, -3.0]])
+    assert nm_mask(w).tolist() == [[False, True, True, False, True, False, False, True]]   # ties: the lower index
+    values, indices = compress_nm(w)
+    torch.testing.assert_close(values, torch.tensor([[-0.9, 0.5, 1.0, -3.0]]))
+    assert indices.tolist() == [[1, 2, 0, 3]]
+
+
+def test_eie_encoding_on_hand_worked_columns():
+    values, rel, col_ptr = eie_encode(torch.tensor([[0.0], [0.0], [3.0], [0.0], [5.0]]), 1, 15)[0]
+    assert (values.tolist(), rel.tolist(), col_ptr.tolist()) == ([3.0, 5.0], [2, 1], [0, 2])
+    values, rel, col_ptr = eie_encode(torch.tensor([[0.0], [0.0], [3.0], [0.0], [5.0]]), 1, 1)[0]   # runs of 1 at most
+    assert (values.tolist(), rel.tolist(), col_ptr.tolist()) == ([0.0, 3.0, 5.0], [1, 0, 1], [0, 3])
+    values, rel, _ = eie_encode(torch.tensor([[0.0]] * 17 + [[2.0]]), 1, 15)[0]                   # a filler entry
+    assert (values.tolist(), rel.tolist()) == ([0.0, 2.0], [15, 1])
+    b, macs = eie_matvec(eie_encode(torch.tensor([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0]]), 2, 15), torch.tensor([1.0, 0.0]), 3)
+    assert b.tolist() == [0.0, 2.0, 0.0] and macs == 1   # column 1 is skipped: its activation is zero
+
+
+def test_pruning_drops_dead_channels_and_folding_merges_twins_without_changing_the_function():
+    torch.manual_seed(0)
+    dead, twins = vgg_like().eval(), vgg_like().eval()
+    pairs = lambda m: zip([c for c in m.modules() if isinstance(c, torch.nn.Conv2d)],
+                          [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)])
+    with torch.no_grad():
+        for conv, bn in pairs(dead):   # a quarter of the channels output exactly zero (BN weight and bias 0)
+            off = torch.randperm(bn.num_features)[: bn.num_features // 4]
+            bn.weight[off], bn.bias[off] = 0.0, 0.0
+        for conv, bn in pairs(twins):  # the second half of every layer's channels repeats the first half
+            h = conv.out_channels // 2
+            conv.weight[h:] = conv.weight[:h]
+            for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
+                t[h:] = t[:h]
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(prune_vgg_channels(dead, 0.75)(x), dead(x))
+    torch.testing.assert_close(fold_vgg(twins, 0.5)(x), twins(x), atol=1e-5, rtol=1e-5)

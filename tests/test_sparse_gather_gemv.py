@@ -62,3 +62,13 @@ def test_matches_ref_gpu(dff, d):
     x, w1, b1, w2t, b2 = problem(dff, d)
     y, _ = sparse_ffn(*(cupy.asarray(a) for a in (x, w1, b1, w2t, b2)), 1.0)
     np.testing.assert_allclose(cupy.asnumpy(y), sparse_ffn_ref(x, w1, b1, w2t, b2, 1.0)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_predictor_rule_and_sign_layout_on_hand_worked_values():
+    assert pack_sign_bits(np.array([[1, -1, 1] + [-1] * 29 + [1]], np.float32)).tolist() == [[0xFFFFFFFA, 0]]
+    # x = ones, d = 4: row 0 has 3 negative products, row 1 has 2. A row is predicted zero (skipped) when
+    # n_neg > alpha * (d - n_neg): row 0 for alpha < 3, row 1 for alpha < 1.
+    x, w1 = np.ones(4, np.float32), np.array([[-1, -1, -1, 1], [1, 1, -1, -1]], np.float32)
+    for alpha, active in [(0.9, [False, False]), (1.0, [False, True]), (2.9, [False, True]), (3.0, [True, True])]:
+        _, got = sparse_ffn_ref(x, w1, np.zeros(2, np.float32), np.ones((2, 4), np.float32), np.zeros(4, np.float32), alpha)
+        assert got.tolist() == active, (alpha, got)

@@ -85,3 +85,13 @@ def test_matches_ref_gpu(version, n, k, group):
     q, s, z, x = problem(n, k, group)
     got = w4a16_gemv(*(cupy.asarray(t) for t in (q, s, z, x)), version, group)
     np.testing.assert_allclose(cupy.asnumpy(got), w4a16_gemv_ref(q, s, z, x, group), rtol=1e-4, atol=1e-4)
+
+
+def test_packing_and_dequantization_on_hand_worked_values():
+    assert pack_w4(np.array([[1, 2, 3, 4, 5, 6, 7, 8]], np.uint8)).tolist() == [[0x87654321]]
+    # K = 128, two groups of 64: codes 3 then 10, scales 0.5 and 0.25, zeros 1 and 2, x = ones:
+    # (3 - 1) * 0.5 * 64 + (10 - 2) * 0.25 * 64 = 64 + 128.
+    codes = np.repeat(np.array([[3, 10]], np.uint8), 64, axis=1)
+    y = w4a16_gemv_ref(pack_w4(codes), np.array([[0.5, 0.25]], np.float16), np.array([[1, 2]], np.uint8),
+                       np.ones(128, np.float16))
+    assert y.tolist() == [192.0]

@@ -83,3 +83,8 @@ def test_matches_pm1_matmul_gpu(version, m, n, k):
     got = xnor_gemm(cupy.asarray(pack_sign_rows(a)), cupy.asarray(pack_sign_rows(b)), k, version)
     np.testing.assert_array_equal(cupy.asnumpy(got), want)
     np.testing.assert_array_equal(cupy.asnumpy(sgemm_nt(cupy.asarray(a), cupy.asarray(b), version)), want)
+
+
+def test_sign_rows_pack_little_endian_bits_of_the_positive_signs():
+    assert pack_sign_rows(np.array([[1, -1, 1] + [-1] * 29 + [1]], np.float32)).tolist() == [[5, 1]]
+    assert pack_sign_rows(-np.ones((1, 32), np.float32)).tolist() == [[0]]
