@@ -519,6 +519,16 @@ __global__ void two_parties(float* out) {
 }
 __global__ void counter_past_end(int* counts) { atomicAdd(&counts[threadIdx.x], 1); }
 """
+STATIC_OVERRUN = r"""
+__device__ int launches;   // in .bss, right after the shared arrays: not an overrun
+__global__ void static_overrun(float* out) {
+  __shared__ float s[64];
+  s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[threadIdx.x] = s[threadIdx.x % 64];
+  if (threadIdx.x == 0) atomicAdd(&launches, 1);
+}
+"""
 
 
 def emu_kernel(name, syncwarp=False, atomic=False):
@@ -567,3 +577,8 @@ def test_race_report_names_both_threads_and_an_atomic_out_of_bounds_is_not_a_rea
     assert lines[0] == lines[1] + 1, str(err.value)   # the write, and the read on the line before it
     with pytest.raises(KernelCheckError, match=r"out-of-bounds atomic operation on argument 'counts' \(index 4, size 4\)"):
         emu_kernel("counter_past_end")(1, 5, (np.zeros(4, np.int32),), check="bounds")
+    with pytest.raises(KernelCheckError, match=r"out-of-bounds write to static __shared__ memory \(byte 256, past the end "
+                                               r"of the kernel's 256 bytes of __shared__ arrays\) at kernel.cu:\d+ in "
+                                               r"static_overrun, thread \(64,0,0\)"):
+        load_kernel(STATIC_OVERRUN, "static_overrun")(1, 65, (np.zeros(65, np.float32),), check="bounds")
+    load_kernel(STATIC_OVERRUN, "static_overrun")(1, 64, (np.zeros(64, np.float32),), check="bounds")

@@ -396,6 +396,7 @@ CUEMU_UNCHECKED static inline void cuemu_invoke(void (*f)(P...), void** a) {
 #define CUEMU_API extern "C" __attribute__((visibility("default")))
 #define CUEMU_MAX_THREADS 1024
 #define CUEMU_MAX_DYN_SMEM (256 * 1024)
+#define CUEMU_SMEM_GUARD 4096  // bytes after the static __shared__ arrays where any access is an overrun
 // Global-memory race checks keep 20 bytes per byte of the arguments (reserved, committed where written): above this
 // arena size (about 200 MB of arguments) the race check covers shared memory only.
 #define CUEMU_MAX_RACE_ARENA ((size_t)512 << 20)
@@ -405,6 +406,9 @@ extern "C" {
 uint3 cuemu_threadIdx, cuemu_blockIdx;
 dim3 cuemu_blockDim, cuemu_gridDim;
 __attribute__((aligned(64))) unsigned char cuemu_dyn_smem[CUEMU_MAX_DYN_SMEM];
+// Linked after the kernel, so it ends the static shared section: nothing lives here, and an access to it is an
+// overrun of the kernel's last __shared__ array.
+__attribute__((section("cuemu_shared"), aligned(16))) unsigned char cuemu_smem_guard[CUEMU_SMEM_GUARD];
 extern char __start_cuemu_shared[] __attribute__((weak, visibility("hidden")));
 extern char __stop_cuemu_shared[] __attribute__((weak, visibility("hidden")));
 }
@@ -462,7 +466,7 @@ static CuemuInfo* g_info;
 static uint32_t g_block_epoch;
 static Region g_args[64];
 static int g_nargs;
-static char *g_image_lo, *g_image_hi, *g_rw_lo, *g_rw_hi, *g_smem_lo, *g_smem_hi;
+static char *g_image_lo, *g_image_hi, *g_rw_lo, *g_rw_hi, *g_smem_lo, *g_smem_hi, *g_guard;
 static size_t g_dyn_bytes;
 static Shadow* g_shadow;
 static GShadow* g_gshadow;          // over the argument arena, in race checks
@@ -794,9 +798,16 @@ static void on_access(void* addr, size_t size, int kind, void* pc) {
   }
   bool in_static = p >= g_smem_lo && p < g_smem_hi;
   bool in_dyn = p >= (char*)cuemu_dyn_smem && p < (char*)cuemu_dyn_smem + CUEMU_MAX_DYN_SMEM;
+  if ((g_flags & F_BOUNDS) && g_guard && p >= g_guard && p < g_guard + CUEMU_SMEM_GUARD) {
+    g_info->is_store = (kind & A_ATOMIC) ? 2 : (kind & A_STORE) != 0;
+    g_info->arg = -3;  // static shared memory
+    g_info->offset = p - g_smem_lo;
+    g_info->size = (int64_t)(g_smem_hi - g_smem_lo);
+    abort_launch(S_OOB, pc);
+  }
   if (in_static || in_dyn) {
     if (in_dyn && (size_t)(p - (char*)cuemu_dyn_smem) + size > g_dyn_bytes && (g_flags & F_BOUNDS)) {
-      g_info->is_store = (kind & A_STORE) != 0;
+      g_info->is_store = (kind & A_ATOMIC) ? 2 : (kind & A_STORE) != 0;
       g_info->arg = -2;  // dynamic shared memory
       g_info->offset = p - (char*)cuemu_dyn_smem;
       g_info->size = (int64_t)g_dyn_bytes;
@@ -876,6 +887,12 @@ static int setup_once(void) {
   dl_iterate_phdr(find_image, nullptr);
   g_smem_lo = __start_cuemu_shared;
   g_smem_hi = __stop_cuemu_shared;
+  uintptr_t guard_end = (uintptr_t)cuemu_smem_guard + CUEMU_SMEM_GUARD;
+  __asm__("" : "+r"(guard_end));  // addresses of two objects: keep the compiler from folding the comparison
+  if (guard_end == (uintptr_t)g_smem_hi) {  // else the linker put the guard elsewhere: no overrun check
+    g_guard = (char*)cuemu_smem_guard;
+    g_smem_hi = g_guard;
+  }
   return 0;
 }
 

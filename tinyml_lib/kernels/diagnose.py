@@ -59,6 +59,9 @@ def _describe_oob(lib_path, name, params, args, info):
     verb = VERBS[int(info.is_store)]
     where = source_line(lib_path, info.pc)
     at = f"at {where}, thread {_thread(info.tid)} of block {_thread(info.bid)}"
+    if info.arg == -3:
+        return (f"{name}: out-of-bounds {verb} static __shared__ memory (byte {info.offset}, past the end of the "
+                f"kernel's {info.size} bytes of __shared__ arrays) {at}")
     if info.arg == -2:
         return (f"{name}: out-of-bounds {verb} extern __shared__ memory (byte {info.offset}, but shared_mem="
                 f"{info.size} bytes were requested) {at}")

@@ -1,0 +1,484 @@
+"""Value tests of Lab 03's quantization library (and the Deep-Compression/OBD helpers of Lab 02) against references
+that do not come from the code under test: PyTorch's own float dtypes, NumPy's integer views, published constants
+(OCP FP8/MX, IEEE 754, Banner et al.'s ACIQ optima, CLRS's Huffman example) and small cases worked by hand (the
+arithmetic is in the comments). Fast: tiny tensors only, no model downloads.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyml_lib.pruning import obd_saliency
+from tinyml_lib.pruning.compression import compressed_bits, huffman_lengths
+from tinyml_lib.quantization.binary import binarize_bwn, pack_signs, ternarize_twn, xnor_popcount_matmul
+from tinyml_lib.quantization.formats import (FORMATS, decode_fixed_point, decode_float, encode_fixed_point,
+                                             encode_float, float_max)
+from tinyml_lib.quantization.integer import (exact_int_conv2d, fold_batchnorm, fold_bias, int_cnn_forward, int_conv2d,
+                                             int_linear, integerize_cnn, quantize_multiplier, requantize)
+from tinyml_lib.quantization.kmeans import codebook_gradient, kmeans_quantize, kmeans_size_bits
+from tinyml_lib.quantization.linear import (aciq_expected_mse, dequantize, fake_quantize, kl_optimal_clip,
+                                            linear_quantize, mse_optimal_clip, quant_range, quantize,
+                                            quantize_clipped, scale_zero_point)
+from tinyml_lib.quantization.qat import fake_quant_ste
+
+# torch's own dtypes for the formats; (bits, unsigned integer view dtype, signed integer view dtype)
+TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch.float8_e4m3fn,
+               "fp8_e5m2": torch.float8_e5m2}
+INT_VIEW = {8: torch.uint8, 16: torch.int16}
+
+
+def torch_decode(codes: np.ndarray, name: str) -> np.ndarray:
+    """Values of bit patterns according to torch's dtype (reinterpreting the bits, no arithmetic of ours)."""
+    dtype = TORCH_FLOAT[name]
+    bits = dtype.itemsize * 8
+    signed = np.where(codes >= 2 ** (bits - 1), codes - 2 ** bits, codes) if bits == 16 else codes
+    raw = torch.tensor(signed, dtype=INT_VIEW[bits])
+    return raw.view(dtype).double().numpy()
+
+
+def torch_encode(x: np.ndarray, name: str) -> np.ndarray:
+    """Bit patterns torch produces when it rounds float32 values to the dtype (round to nearest even)."""
+    dtype = TORCH_FLOAT[name]
+    bits = dtype.itemsize * 8
+    raw = torch.from_numpy(x.astype(np.float32)).to(dtype).view(INT_VIEW[bits]).long().numpy()
+    return np.mod(raw, 2 ** bits)
+
+
+# ------------------------------------------------------------------------------------------------ formats: decode
+@pytest.mark.parametrize("name", ["fp8_e4m3", "fp8_e5m2", "fp16", "bf16"])
+def test_decode_float_matches_torch_dtype_on_every_code(name):
+    fmt = FORMATS[name]
+    codes = np.arange(2 ** fmt.bits, dtype=np.int64)          # all 256 (8-bit) or all 65536 (16-bit) codes
+    got, want = decode_float(codes, fmt), torch_decode(codes, name)
+    assert got.shape == codes.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))   # NaN exactly where torch has NaN
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got[ok], want[ok])              # bit-exact, including +-inf and signed zeros
+    np.testing.assert_array_equal(np.signbit(got[ok]), np.signbit(want[ok]))
+
+
+def test_decode_float_fp32_matches_numpy_view():
+    rng = np.random.default_rng(0)
+    codes = np.concatenate([rng.integers(0, 2 ** 32, 20000), [0, 1, 0x007FFFFF, 0x00800000, 0x7F7FFFFF,
+                                                              0x7F800000, 0xFF800000, 0x7FC00000, 0x80000000]])
+    want = codes.astype(np.uint32).view(np.float32).astype(np.float64)
+    got = decode_float(codes, FORMATS["fp32"])
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got[ok], want[ok])
+
+
+def test_decode_float_fp4_e2m1_matches_ocp_mx_table():
+    # OCP MX v1.0 spec, FP4 E2M1 element values for codes 0b0000..0b0111: 0, 0.5, 1, 1.5, 2, 3, 4, 6; bit 3 = sign.
+    table = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    got = decode_float(np.arange(16), FORMATS["fp4_e2m1"])
+    np.testing.assert_array_equal(got[:8], table)
+    np.testing.assert_array_equal(got[8:], [-v for v in table])
+    assert np.signbit(got[8])                                       # code 0b1000 is -0
+
+
+def test_decode_float_hand_worked_e4m3_codes():
+    # E4M3, bias 7: 0x38 = 0 0111 000 -> 2^0 = 1; 0x7E = 0 1111 110 -> 1.75 * 2^8 = 448 (largest);
+    # 0x01 = subnormal 1/8 * 2^-6 = 2^-9; 0xC4 = 1 1000 100 -> -(1.5 * 2^1) = -3; 0x7F = NaN (only NaN, no INF)
+    got = decode_float([0x38, 0x7E, 0x01, 0xC4], FORMATS["fp8_e4m3"])
+    np.testing.assert_array_equal(got, [1.0, 448.0, 2.0 ** -9, -3.0])
+    assert np.isnan(decode_float(0x7F, FORMATS["fp8_e4m3"]))
+    assert np.isnan(decode_float(0xFF, FORMATS["fp8_e4m3"]))
+    assert decode_float(0x78, FORMATS["fp8_e4m3"]) == 256.0        # exponent 1111 with mantissa 000 is a number
+
+
+# ------------------------------------------------------------------------------------------------ formats: encode
+def _in_range_samples(name: str, rng) -> np.ndarray:
+    """float32 values within +-max: every finite value of the format, every midpoint between neighbours (the ties),
+    points a quarter of the way between them, and log-uniform random values (normals and subnormals)."""
+    fmt = FORMATS[name]
+    vals = torch_decode(np.arange(2 ** fmt.bits), name)
+    top = float(torch.finfo(TORCH_FLOAT[name]).max)
+    pos = np.unique(vals[np.isfinite(vals) & (vals >= 0) & (vals <= top)])     # ascending, from 0 to max
+    if len(pos) > 4000:                                                         # 16-bit: a sample of neighbours
+        idx = np.sort(rng.choice(len(pos) - 1, 4000, replace=False))
+        lo, hi = pos[idx], pos[idx + 1]
+        pos_sample = np.concatenate([pos[idx], [pos[-1]]])
+    else:
+        lo, hi = pos[:-1], pos[1:]
+        pos_sample = pos
+    mid = (lo + hi) / 2                                                         # exact ties
+    quarter = lo + (hi - lo) / 4
+    three_q = lo + 3 * (hi - lo) / 4
+    tiny = float(torch.finfo(TORCH_FLOAT[name]).smallest_normal)
+    rand = np.exp(rng.uniform(np.log(tiny / 64), np.log(top), 3000))
+    x = np.concatenate([pos_sample, mid, quarter, three_q, rand])
+    x = x[x <= top].astype(np.float32)
+    assert np.all(x.astype(np.float64) <= top)
+    return np.concatenate([x, -x])
+
+
+@pytest.mark.parametrize("name", ["fp8_e4m3", "fp8_e5m2", "fp16", "bf16"])
+def test_encode_float_matches_torch_rounding_in_range(name):
+    x = _in_range_samples(name, np.random.default_rng(1))
+    got = encode_float(x.astype(np.float64), FORMATS[name])
+    want = torch_encode(x, name)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{bad.size} mismatches, e.g. x={x[bad[:5]]}: got {got[bad[:5]]}, torch {want[bad[:5]]}"
+
+
+def test_encode_float_hand_worked_ties_e4m3():
+    # E4M3 near 1: neighbours 1.0 (0x38, mantissa 000) and 1.125 (0x39, mantissa 001); the tie 1.0625 goes to the
+    # even mantissa 000 -> 0x38; the tie 1.1875 between 1.125 (001) and 1.25 (0x3A, 010) goes to 010 -> 0x3A.
+    # 2^-10 is half the smallest subnormal 2^-9: a tie between 0 and 0x01 -> 0 (even).  -3 -> 0xC4.
+    got = encode_float([1.0625, 1.1875, 2.0 ** -10, 1.5 * 2.0 ** -10, -3.0], FORMATS["fp8_e4m3"])
+    np.testing.assert_array_equal(got, [0x38, 0x3A, 0x00, 0x01, 0xC4])
+
+
+# ------------------------------------------------------------------------------------------------ formats: maxima
+def test_float_max_published_values():
+    # OCP FP8: E4M3 448, E5M2 57344; IEEE binary16 65504; OCP MX FP4 E2M1 6; FP32/BF16 from torch.finfo.
+    assert float_max(FORMATS["fp8_e4m3"]) == 448.0
+    assert float_max(FORMATS["fp8_e5m2"]) == 57344.0
+    assert float_max(FORMATS["fp16"]) == 65504.0
+    assert float_max(FORMATS["fp4_e2m1"]) == 6.0
+    assert float_max(FORMATS["fp32"]) == float(torch.finfo(torch.float32).max)
+    assert float_max(FORMATS["bf16"]) == float(torch.finfo(torch.bfloat16).max)
+
+
+# ------------------------------------------------------------------------------------------------ fixed point
+def test_decode_fixed_point_int8_matches_numpy_view():
+    codes = np.arange(256)
+    np.testing.assert_array_equal(decode_fixed_point(codes, 8), codes.astype(np.uint8).view(np.int8))
+    np.testing.assert_array_equal(decode_fixed_point(codes, 8, signed=False), codes)
+
+
+def test_decode_fixed_point_hand_worked():
+    # Q4.4 (8 bits, 4 fraction bits): 0x18 = 24 / 16 = 1.5; 0xE8 = (232 - 256) / 16 = -1.5; 0x80 = -128 / 16 = -8;
+    # 0x7F = 127 / 16 = 7.9375; unsigned 0xE8 = 232 / 16 = 14.5
+    np.testing.assert_array_equal(decode_fixed_point([0x18, 0xE8, 0x80, 0x7F], 8, 4), [1.5, -1.5, -8.0, 7.9375])
+    assert decode_fixed_point(0xE8, 8, 4, signed=False) == 14.5
+
+
+def test_encode_fixed_point_hand_worked():
+    # Q4.4: 1.5 -> 24 = 0x18; -1.5 -> -24 -> 256 - 24 = 0xE8; 1.53 * 16 = 24.48 -> 24;
+    # saturation: 100 -> 127 (0x7F), -100 -> -128 (0x80)
+    np.testing.assert_array_equal(encode_fixed_point([1.5, -1.5, 1.53, 100.0, -100.0], 8, 4),
+                                  [0x18, 0xE8, 0x18, 0x7F, 0x80])
+    # round half to even on integers: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> 0, -1.5 -> -2 (0xFE)
+    np.testing.assert_array_equal(encode_fixed_point([0.5, 1.5, 2.5, -0.5, -1.5], 8), [0, 2, 2, 0, 0xFE])
+    # unsigned 8-bit saturates at 0 and 255
+    np.testing.assert_array_equal(encode_fixed_point([300.0, -3.0, 7.0], 8, signed=False), [255, 0, 7])
+
+
+# ------------------------------------------------------------------------------------------------ linear
+def test_quant_range_literals():
+    assert quant_range(8) == (-128, 127)
+    assert quant_range(8, symmetric=True) == (-127, 127)
+    assert quant_range(4) == (-8, 7)
+
+
+def test_scale_zero_point_asymmetric_hand_worked():
+    # [-1, 3], 8 bits: S = 4 / 255 = 0.0156862745; Z = round(-128 - (-1) / S) = round(-128 + 63.75) = -64
+    s, z = scale_zero_point(-1.0, 3.0, 8)
+    assert s.dtype == torch.float32 and z.dtype == torch.int32
+    assert float(s) == pytest.approx(4 / 255, rel=1e-6)
+    assert int(z) == -64
+    # 4 bits: S = 4 / 15; Z = round(-8 + 3.75) = round(-4.25) = -4
+    s, z = scale_zero_point(-1.0, 3.0, 4)
+    assert float(s) == pytest.approx(4 / 15, rel=1e-6) and int(z) == -4
+    # the range is widened to contain 0: [2, 6] -> [0, 6]: S = 6 / 255, Z = round(-128 - 0) = -128
+    s, z = scale_zero_point(2.0, 6.0, 8)
+    assert float(s) == pytest.approx(6 / 255, rel=1e-6) and int(z) == -128
+    # zero-width range: S = 1
+    s, _ = scale_zero_point(0.0, 0.0, 8)
+    assert float(s) == 1.0
+
+
+def test_scale_zero_point_symmetric_hand_worked():
+    # [-1, 3] symmetric 8 bits: S = max(1, 3) / 127, Z = 0; [-5, 2]: S = 5 / 127
+    s, z = scale_zero_point(torch.tensor([-1.0, -5.0]), torch.tensor([3.0, 2.0]), 8, symmetric=True)
+    torch.testing.assert_close(s, torch.tensor([3 / 127, 5 / 127]))
+    assert z.tolist() == [0, 0]
+
+
+def test_quantize_dequantize_hand_worked():
+    # S = 0.5, Z = 3: r = 1.0 -> round(2) + 3 = 5; 0.25 -> round(0.5) = 0 (half to even) + 3 = 3;
+    # 0.75 -> round(1.5) = 2 + 3 = 5; -1.3 -> round(-2.6) = -3 + 3 = 0; 100 -> clamp 127; -100 -> -200 + 3 -> -128
+    s, z = torch.tensor(0.5), torch.tensor(3, dtype=torch.int32)
+    q = quantize(torch.tensor([1.0, 0.25, 0.75, -1.3, 100.0, -100.0]), s, z)
+    assert q.dtype == torch.int32
+    assert q.tolist() == [5, 3, 5, 0, 127, -128]
+    # dequantize: S (q - Z): 5 -> 1.0, 3 -> 0.0, 0 -> -1.5, 127 -> 62
+    torch.testing.assert_close(dequantize(torch.tensor([5, 3, 0, 127], dtype=torch.int32), s, z),
+                               torch.tensor([1.0, 0.0, -1.5, 62.0]))
+    # symmetric clamps at -127, not -128
+    assert quantize(torch.tensor([-100.0]), s, torch.tensor(0, dtype=torch.int32), 8, True).tolist() == [-127]
+
+
+def test_linear_quantize_per_channel_and_group_hand_worked():
+    r = torch.tensor([[-1.0, 0.6, 0.25, 1.0], [0.0, 4.0, -2.2, 1.0]])
+    # per channel (axis 0), symmetric 8 bits: row 0 S = 1/127, row 1 S = 4/127, shape (2, 1)
+    q, s, z = linear_quantize(r, 8, symmetric=True, axis=0)
+    assert s.shape == (2, 1)
+    torch.testing.assert_close(s.flatten(), torch.tensor([1 / 127, 4 / 127]))
+    assert z.flatten().tolist() == [0, 0]
+    # row 0: -127, 0.6 * 127 = 76.2 -> 76, 31.75 -> 32, 127; row 1: 0, 127, -2.2 * 31.75 = -69.85 -> -70, 31.75 -> 32
+    assert q.tolist() == [[-127, 76, 32, 127], [0, 127, -70, 32]]
+    # per group of 2 along the last axis, symmetric 4 bits (q_max 7): the groups' max|r| are 1, 1, 4, 2.2
+    q, s, z = linear_quantize(r, 4, symmetric=True, group_size=2)
+    assert s.shape == r.shape
+    torch.testing.assert_close(s, torch.tensor([[1 / 7, 1 / 7, 1 / 7, 1 / 7], [4 / 7, 4 / 7, 2.2 / 7, 2.2 / 7]]))
+    # -7, 4.2 -> 4, 1.75 -> 2, 7;  0, 7, -7, 7 / 2.2 = 3.18 -> 3
+    assert q.tolist() == [[-7, 4, 2, 7], [0, 7, -7, 3]]
+    # per tensor, asymmetric 8 bits: [-2.2, 4]: S = 6.2 / 255, Z = round(-128 + 2.2 / S) = round(-37.516) = -38
+    _, s, z = linear_quantize(r, 8)
+    assert s.dim() == 0 and float(s) == pytest.approx(6.2 / 255, rel=1e-6) and int(z) == -38
+
+
+def test_fake_quantize_error_at_most_half_a_step():
+    torch.manual_seed(0)
+    r = torch.randn(6, 32)
+    for kw in ({}, {"symmetric": True}, {"axis": 0}, {"group_size": 8}):
+        _, s, _ = linear_quantize(r, 4, **kw)
+        err = (fake_quantize(r, 4, **kw) - r).abs()
+        assert (err <= s / 2 + 1e-6).all(), kw
+
+
+def test_quantize_clipped_hand_worked():
+    # alpha = 1, 2 bits: 4 bins of width 0.5 over [-1, 1], centres -0.75, -0.25, 0.25, 0.75;
+    # 0 sits at the left edge of bin 2 -> 0.25; +-5 are clipped into the end bins -> +-0.75
+    x = torch.tensor([-0.9, -0.3, 0.0, 0.49, 0.51, 5.0, -5.0])
+    torch.testing.assert_close(quantize_clipped(x, 1.0, 2), torch.tensor([-0.75, -0.25, 0.25, 0.25, 0.75, 0.75, -0.75]))
+
+
+def test_aciq_expected_mse_literal_and_published_optima():
+    # b = 1, alpha = 2, N = 2: 2 e^-2 + 4 / (3 * 16) = 0.2706705664 + 0.0833333333 = 0.3540038997
+    assert float(aciq_expected_mse(torch.tensor(2.0, dtype=torch.float64), 1.0, 2)) == pytest.approx(0.3540038997)
+    # Banner et al. (NeurIPS 2019), Laplace(0, b): alpha* = 2.83 b, 3.89 b, 5.03 b for 2, 3, 4 bits
+    alphas = torch.linspace(0.5, 10.0, 9501, dtype=torch.float64)
+    for n_bits, published in ((2, 2.83), (3, 3.89), (4, 5.03)):
+        best = float(alphas[aciq_expected_mse(alphas, 1.0, n_bits).argmin()])
+        assert best == pytest.approx(published, abs=0.01)
+        best_b2 = float(alphas[aciq_expected_mse(alphas, 0.5, n_bits).argmin()])   # scales with b
+        assert best_b2 == pytest.approx(published * 0.5, abs=0.01)
+
+
+def test_mse_optimal_clip_hand_worked():
+    # x = +-0.75, 2 bits: alpha = 1 has a bin centre at +-0.75 (error 0); alpha = 2 (step 1) maps 0.75 to the
+    # centre 0.5 (error 0.0625) -> 1.0 wins, whatever the order of the candidates
+    x = torch.tensor([0.75, -0.75])
+    assert mse_optimal_clip(x, 2, torch.tensor([1.0, 2.0])) == 1.0
+    assert mse_optimal_clip(x, 2, torch.tensor([2.0, 1.0])) == 1.0
+    # x = [10, -10, 0.1]: alpha = 1 clips 10 to 0.75 (mean error (2 * 85.5625 + 0.0225) / 3 = 57.05);
+    # alpha = 16 (step 8): 10 -> 12, -10 -> -12, 0.1 -> 4: mean (4 + 4 + 15.21) / 3 = 7.74 -> 16 wins
+    assert mse_optimal_clip(torch.tensor([10.0, -10.0, 0.1]), 2, torch.tensor([1.0, 16.0])) == 16.0
+
+
+def test_kl_optimal_clip_hand_worked():
+    # |x| over [0, 4] in 4 bins of width 1: histogram [3, 1, 1, 1] (zeros are left out); L = 2 levels.
+    #  i=2: P = [3, 1+1+1] = [.5, .5], Q = [3, 1] -> [.75, .25]: KL = .5 ln(2/3) + .5 ln 2 = 0.1438
+    #  i=3: P = [3, 1, 2] = [1/2, 1/6, 1/3]; groups [0,1), [1,3): Q = [3, 1, 1] -> [.6, .2, .2]:
+    #       KL = .5 ln(5/6) + 1/6 ln(5/6) + 1/3 ln(5/3) = 0.0487   <- smallest
+    #  i=4: P = [3, 1, 1, 1]; groups [0,2), [2,4): Q = [2, 2, 1, 1]: KL = .5 ln 1.5 + 1/6 ln .5 = 0.0872
+    # -> i* = 3, T = 3 * 4 / 4 = 3.0  (dropping the clipped tail instead gives i=2, KL 0, T = 2)
+    x = torch.tensor([0.5, -0.5, 0.25, 1.5, -2.5, 4.0, 0.0, 0.0])
+    assert kl_optimal_clip(x, n_levels=2, n_bins=4) == pytest.approx(3.0)
+
+
+def test_kl_optimal_clip_ignores_a_far_outlier():
+    # 4000 values evenly spread over [-1, 1] and one at 1000: the threshold stays at the bulk, far below 1000,
+    # and it is a whole number of histogram bins (1000 / 2048 each)
+    x = torch.cat([torch.linspace(-1.0, 1.0, 4000), torch.tensor([1000.0])])
+    t = kl_optimal_clip(x, n_levels=128, n_bins=2048)
+    assert 0.9 <= t <= 20.0
+    assert (t * 2048 / 1000) == pytest.approx(round(t * 2048 / 1000))
+
+
+# ------------------------------------------------------------------------------------------------ binary / ternary
+def test_binarize_bwn_hand_worked():
+    # alpha = mean |w| = (0.5 + 1.5 + 0 + 2.0) / 4 = 1.0; signs: sign(0) = +1
+    alpha, signs = binarize_bwn(torch.tensor([0.5, -1.5, 0.0, 2.0]))
+    assert float(alpha) == 1.0
+    assert signs.tolist() == [1.0, -1.0, 1.0, 1.0]
+    alpha, _ = binarize_bwn(torch.tensor([[3.0, -1.0], [0.0, -4.0]]))   # (3 + 1 + 0 + 4) / 4 = 2
+    assert float(alpha) == 2.0
+
+
+def test_ternarize_twn_hand_worked_li_et_al():
+    # Li et al. 2016: delta = 0.7 E|w|; w = [0.1, -1.0, 0.5, 2.4]: E|w| = 4.0 / 4 = 1.0, delta = 0.7;
+    # |w| > 0.7: -1.0 and 2.4 -> ternary [0, -1, 0, 1], r_t = (1.0 + 2.4) / 2 = 1.7
+    delta, r_t, t = ternarize_twn(torch.tensor([0.1, -1.0, 0.5, 2.4]))
+    assert float(delta) == pytest.approx(0.7)
+    assert float(r_t) == pytest.approx(1.7)
+    assert t.tolist() == [0.0, -1.0, 0.0, 1.0]
+    # strict threshold: factor 0.5, E|w| = (0.5 + 1 + 0.1 + 2.4) / 4 = 1.0, delta = 0.5; |w| = 0.5 is NOT kept
+    delta, r_t, t = ternarize_twn(torch.tensor([0.5, -1.0, 0.1, 2.4]), factor=0.5)
+    assert float(delta) == 0.5
+    assert t.tolist() == [0.0, -1.0, 0.0, 1.0]
+    assert float(r_t) == pytest.approx(1.7)
+
+
+def test_pack_signs_and_xnor_popcount_against_numpy():
+    # [+1, -1, 0 (-> +1), -2 (-> -1)]: bits 1, 0, 1, 0 little-endian -> 0b0101 = 5
+    assert pack_signs(np.array([[1.0, -1.0, 0.0, -2.0]])).tolist() == [[5]]
+    rng = np.random.default_rng(0)
+    a = rng.choice([-1.0, 1.0], size=(3, 40))                # K = 40: two words, 24 padding bits
+    b = rng.choice([-1.0, 1.0], size=(5, 40))
+    got = xnor_popcount_matmul(pack_signs(a), pack_signs(b), 40)
+    np.testing.assert_array_equal(got, (a @ b.T).astype(np.int32))
+
+
+# ------------------------------------------------------------------------------------------------ integer
+def test_quantize_multiplier_hand_worked():
+    # 0.25 = 0.5 * 2^-1 -> m0 = 0.5 * 2^31 = 2^30, n = 1; 0.75 = 0.75 * 2^0 -> m0 = 1610612736, n = 0;
+    # 3 = 0.75 * 2^2 -> n = -2; 1 - 2^-40 rounds to m0 = 2^31, renormalised to (2^30, n = -1)
+    m0, n = quantize_multiplier(torch.tensor([0.25, 0.75, 3.0, 1 - 2.0 ** -40], dtype=torch.float64))
+    assert m0.tolist() == [2 ** 30, 1610612736, 1610612736, 2 ** 30]
+    assert n.tolist() == [1, 0, -2, -1]
+    m0, n = quantize_multiplier(0.1)        # 0.1 = 0.8 * 2^-3: m0 = round(0.8 * 2^31) = 1717986918, n = 3
+    assert (int(m0), int(n)) == (1717986918, 3)
+
+
+def test_requantize_hand_worked():
+    # m = 0.25 (m0 = 2^30, n = 1), Z_Y = 0: 100 -> 25; 2 -> 0.5 -> 1 (half up); -2 -> -0.5 -> 0 (half up);
+    # -3 -> -0.75 -> -1; 7 -> 1.75 -> 2; 1000 -> 250 -> clamp 127; -1000 -> -128
+    acc = torch.tensor([100, 2, -2, -3, 7, 1000, -1000], dtype=torch.int32)
+    m0, n = torch.tensor(2 ** 30, dtype=torch.int64), torch.tensor(1, dtype=torch.int64)
+    q = requantize(acc, m0, n, 0)
+    assert q.dtype == torch.int32
+    assert q.tolist() == [25, 1, 0, -1, 2, 127, -128]
+    # with Z_Y = 10: 25 + 10 = 35; 4-bit output clamps to [-8, 7]
+    assert requantize(torch.tensor([100], dtype=torch.int32), m0, n, 10).tolist() == [35]
+    assert requantize(torch.tensor([100, -100], dtype=torch.int32), m0, n, 0, n_bits=4).tolist() == [7, -8]
+    # m = 3 (m0 = 0.75 * 2^31, n = -2): 5 * 3 = 15
+    assert requantize(torch.tensor([5], dtype=torch.int32), torch.tensor(1610612736), torch.tensor(-2), 0).tolist() == [15]
+
+
+def test_requantize_per_channel_broadcast():
+    # acc (1, 2, 1, 1); channel 0 times 0.25, channel 1 times 0.75: 40 -> 10, 40 -> 30
+    acc = torch.tensor([40, 40], dtype=torch.int32).view(1, 2, 1, 1)
+    m0 = torch.tensor([2 ** 30, 1610612736]).view(2, 1, 1)
+    n = torch.tensor([1, 0]).view(2, 1, 1)
+    assert requantize(acc, m0, n, 0).flatten().tolist() == [10, 30]
+
+
+def test_fold_bias_and_int_linear_hand_worked():
+    q_w = torch.tensor([[1, 2, 3], [-1, 0, 4]], dtype=torch.int32)
+    q_b = torch.tensor([10, -5], dtype=torch.int32)
+    # row sums 6 and 3; Z_X = 3: 10 - 3 * 6 = -8, -5 - 3 * 3 = -14
+    q_bias = fold_bias(q_b, q_w, 3)
+    assert q_bias.tolist() == [-8, -14]
+    # q_X = [4, 3, 5]: sum q_W (q_X - Z_X) + q_b with q_X - Z_X = [1, 0, 2]: row 0: 1 + 0 + 6 + 10 = 17;
+    # row 1: -1 + 0 + 8 - 5 = 2
+    q_x = torch.tensor([[4, 3, 5]], dtype=torch.int32)
+    acc = int_linear(q_x, q_w, q_bias)
+    assert acc.dtype == torch.int32 and acc.tolist() == [[17, 2]]
+
+
+def test_exact_int_conv2d_against_float64_conv_including_channel_chunks():
+    g = torch.Generator().manual_seed(0)
+    # 256 channels of +-127 codes, 3x3: bound 9 * 128 * 127 per channel -> chunks of 114 channels (the chunked path)
+    q_x = torch.randint(-128, 128, (2, 256, 4, 4), generator=g, dtype=torch.int32)
+    q_w = torch.randint(-127, 128, (3, 256, 3, 3), generator=g, dtype=torch.int32)
+    got = exact_int_conv2d(q_x, q_w, stride=1)
+    want = F.conv2d(q_x.double(), q_w.double())               # float64 holds these sums exactly
+    assert got.dtype == torch.int32
+    assert torch.equal(got.double(), want)
+    got2 = exact_int_conv2d(q_x[:, :4], q_w[:, :4], stride=2)  # one chunk, stride 2
+    assert torch.equal(got2.double(), F.conv2d(q_x[:, :4].double(), q_w[:, :4].double(), stride=2))
+
+
+def test_int_conv2d_pads_with_the_zero_point():
+    # padding with code Z_X is padding (q_X - Z_X) with 0: compare with a float64 conv of the centred codes
+    g = torch.Generator().manual_seed(1)
+    q_x = torch.randint(-128, 128, (1, 3, 5, 5), generator=g, dtype=torch.int32)
+    q_w = torch.randint(-127, 128, (4, 3, 3, 3), generator=g, dtype=torch.int32)
+    q_b = torch.randint(-1000, 1000, (4,), generator=g, dtype=torch.int32)
+    z_x = -7
+    got = int_conv2d(q_x, q_w, fold_bias(q_b, q_w, z_x), z_x, stride=1, padding=1)
+    want = F.conv2d((q_x - z_x).double(), q_w.double(), q_b.double(), padding=1)
+    assert torch.equal(got.double(), want)
+
+
+def test_fold_batchnorm_matches_conv_then_bn():
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(2, 3, 3, bias=True), nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.25, 1.0]))
+        bn.weight.copy_(torch.tensor([2.0, -1.0, 0.5]))
+        bn.bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+    ref = nn.Sequential(conv, bn).eval()
+    x = torch.randn(2, 2, 6, 6)
+    w, b = fold_batchnorm(conv, bn)
+    torch.testing.assert_close(F.conv2d(x, w, b), ref(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_integer_cnn_tracks_the_float_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(6, 3)).eval()
+    x = torch.randn(16, 1, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+    layers, s_in = integerize_cnn(model, x, 8)
+    got = int_cnn_forward(layers, s_in, x)
+    spread = float(want.max() - want.min())
+    assert float((got - want).abs().max()) < 0.05 * spread
+    assert (got.argmax(1) == want.argmax(1)).float().mean() >= 0.9
+
+
+# ------------------------------------------------------------------------------------------------ qat
+def test_fake_quant_ste_value_and_straight_through_gradient():
+    # S = 0.5, Z = 0, 4 bits (q in [-8, 7]): 0.26 -> round(0.52) = 1 -> 0.5; -0.74 -> round(-1.48) = -1 -> -0.5;
+    # 1.0 -> 2 -> 1.0; 100 -> clamp 7 -> 3.5.  Gradient: identity everywhere (clamped values too)
+    x = torch.tensor([0.26, -0.74, 1.0, 100.0], requires_grad=True)
+    y = fake_quant_ste(x, torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), 4)
+    torch.testing.assert_close(y.detach(), torch.tensor([0.5, -0.5, 1.0, 3.5]))
+    (y * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+# ------------------------------------------------------------------------------------------------ k-means
+def test_kmeans_size_bits_hand_worked():
+    # 1000 weights * 4 bits + 16 centroids * 32 bits = 4000 + 512 = 4512; 2 bits, fp16 codebook: 2000 + 4 * 16
+    assert kmeans_size_bits(1000, 4) == 4512
+    assert kmeans_size_bits(1000, 2, codebook_bits=16) == 2064
+
+
+def test_codebook_gradient_hand_worked():
+    # clusters [0, 2, 0, 1]: c0 = 0.1 + 0.3 = 0.4, c1 = 0.4, c2 = 0.2, c3 (empty) = 0
+    g = codebook_gradient(torch.tensor([[0.1, 0.2], [0.3, 0.4]]), torch.tensor([[0, 2], [0, 1]]), 4)
+    torch.testing.assert_close(g, torch.tensor([0.4, 0.4, 0.2, 0.0]))
+
+
+def test_kmeans_quantize_hand_worked():
+    # 1 bit: centroids start at min 0 and max 1; {0, 0.1} -> 0.05, {0.9, 1.0} -> 0.95
+    codebook, idx = kmeans_quantize(torch.tensor([[0.0, 0.1], [0.9, 1.0]]), 1)
+    torch.testing.assert_close(codebook, torch.tensor([0.05, 0.95]))
+    assert idx.tolist() == [[0, 0], [1, 1]]
+
+
+# ------------------------------------------------------------------------------------------------ Lab 02 helpers
+def test_huffman_lengths_clrs_example():
+    # CLRS (3rd ed.) Fig. 16.5: a:45 b:13 c:12 d:16 e:9 f:5 -> code lengths 1, 3, 3, 3, 4, 4
+    assert huffman_lengths(torch.tensor([45, 13, 12, 16, 9, 5])).tolist() == [1, 3, 3, 3, 4, 4]
+    assert huffman_lengths(torch.tensor([0, 7, 0])).tolist() == [0, 1, 0]
+
+
+def test_compressed_bits_hand_worked():
+    # w = [0, 0, 0, 1.5, 1.5, 0, -2], max_run = 2. EIE stream: two zeros counted (run 2), third zero is a filler
+    # (rel 2); 1.5 (rel 0); 1.5 (rel 0); one zero; -2 (rel 1) -> rel = [2, 0, 0, 1].
+    # cluster symbols: indices [1, 1, 0] + the filler symbol 2 -> counts [1, 2, 1] -> Huffman lengths [2, 1, 2]:
+    # 1*2 + 2*1 + 1*2 = 6 bits; rel counts [2, 1, 1] -> lengths [1, 2, 2]: 2 + 2 + 2 = 6 bits;
+    # codebook 2 * 32 = 64 -> 6 + 6 + 64 = 76
+    w = torch.tensor([0.0, 0.0, 0.0, 1.5, 1.5, 0.0, -2.0])
+    assert compressed_bits(w, torch.tensor([1, 1, 0]), 2, max_run=2) == 76
+
+
+def test_obd_saliency_hand_worked():
+    # L = 3 w0^2 + w0 w1 + 0.5 w1^2 + w2^3: h00 = 6, h11 = 1, h22 = 6 w2 = 12 at w2 = 2 (the off-diagonal is ignored)
+    # at w = [1, 2, 2]: s = 0.5 * [6 * 1, 1 * 4, 12 * 4] = [3, 2, 24]
+    loss = lambda w: 3 * w[0] ** 2 + w[0] * w[1] + 0.5 * w[1] ** 2 + w[2] ** 3
+    s = obd_saliency(loss, torch.tensor([1.0, 2.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(s, torch.tensor([3.0, 2.0, 24.0], dtype=torch.float64))
