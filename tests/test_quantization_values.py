@@ -3,7 +3,6 @@ that do not come from the code under test: PyTorch's own float dtypes, NumPy's i
 (OCP FP8/MX, IEEE 754, Banner et al.'s ACIQ optima, CLRS's Huffman example) and small cases worked by hand (the
 arithmetic is in the comments). Fast: tiny tensors only, no model downloads.
 """
-import math
 
 import numpy as np
 import pytest
@@ -28,6 +27,12 @@ from tinyml_lib.quantization.qat import fake_quant_ste
 TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch.float8_e4m3fn,
                "fp8_e5m2": torch.float8_e5m2}
 INT_VIEW = {8: torch.uint8, 16: torch.int16}
+
+
+def assert_close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
+    """Same dtype and shape, values within tolerance (torch.testing's first call costs seconds of imports)."""
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, got.shape, want.dtype, want.shape)
+    assert torch.allclose(got, want, rtol=rtol, atol=atol), f"got {got}, want {want}"
 
 
 def torch_decode(codes: np.ndarray, name: str) -> np.ndarray:
@@ -64,7 +69,8 @@ def test_decode_float_fp32_matches_numpy_view():
     rng = np.random.default_rng(0)
     codes = np.concatenate([rng.integers(0, 2 ** 32, 20000), [0, 1, 0x007FFFFF, 0x00800000, 0x7F7FFFFF,
                                                               0x7F800000, 0xFF800000, 0x7FC00000, 0x80000000]])
-    want = codes.astype(np.uint32).view(np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        want = codes.astype(np.uint32).view(np.float32).astype(np.float64)
     got = decode_float(codes, FORMATS["fp32"])
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     ok = ~np.isnan(want)
@@ -196,7 +202,7 @@ def test_scale_zero_point_asymmetric_hand_worked():
 def test_scale_zero_point_symmetric_hand_worked():
     # [-1, 3] symmetric 8 bits: S = max(1, 3) / 127, Z = 0; [-5, 2]: S = 5 / 127
     s, z = scale_zero_point(torch.tensor([-1.0, -5.0]), torch.tensor([3.0, 2.0]), 8, symmetric=True)
-    torch.testing.assert_close(s, torch.tensor([3 / 127, 5 / 127]))
+    assert_close(s, torch.tensor([3 / 127, 5 / 127]))
     assert z.tolist() == [0, 0]
 
 
@@ -208,7 +214,7 @@ def test_quantize_dequantize_hand_worked():
     assert q.dtype == torch.int32
     assert q.tolist() == [5, 3, 5, 0, 127, -128]
     # dequantize: S (q - Z): 5 -> 1.0, 3 -> 0.0, 0 -> -1.5, 127 -> 62
-    torch.testing.assert_close(dequantize(torch.tensor([5, 3, 0, 127], dtype=torch.int32), s, z),
+    assert_close(dequantize(torch.tensor([5, 3, 0, 127], dtype=torch.int32), s, z),
                                torch.tensor([1.0, 0.0, -1.5, 62.0]))
     # symmetric clamps at -127, not -128
     assert quantize(torch.tensor([-100.0]), s, torch.tensor(0, dtype=torch.int32), 8, True).tolist() == [-127]
@@ -219,14 +225,14 @@ def test_linear_quantize_per_channel_and_group_hand_worked():
     # per channel (axis 0), symmetric 8 bits: row 0 S = 1/127, row 1 S = 4/127, shape (2, 1)
     q, s, z = linear_quantize(r, 8, symmetric=True, axis=0)
     assert s.shape == (2, 1)
-    torch.testing.assert_close(s.flatten(), torch.tensor([1 / 127, 4 / 127]))
+    assert_close(s.flatten(), torch.tensor([1 / 127, 4 / 127]))
     assert z.flatten().tolist() == [0, 0]
     # row 0: -127, 0.6 * 127 = 76.2 -> 76, 31.75 -> 32, 127; row 1: 0, 127, -2.2 * 31.75 = -69.85 -> -70, 31.75 -> 32
     assert q.tolist() == [[-127, 76, 32, 127], [0, 127, -70, 32]]
     # per group of 2 along the last axis, symmetric 4 bits (q_max 7): the groups' max|r| are 1, 1, 4, 2.2
     q, s, z = linear_quantize(r, 4, symmetric=True, group_size=2)
     assert s.shape == r.shape
-    torch.testing.assert_close(s, torch.tensor([[1 / 7, 1 / 7, 1 / 7, 1 / 7], [4 / 7, 4 / 7, 2.2 / 7, 2.2 / 7]]))
+    assert_close(s, torch.tensor([[1 / 7, 1 / 7, 1 / 7, 1 / 7], [4 / 7, 4 / 7, 2.2 / 7, 2.2 / 7]]))
     # -7, 4.2 -> 4, 1.75 -> 2, 7;  0, 7, -7, 7 / 2.2 = 3.18 -> 3
     assert q.tolist() == [[-7, 4, 2, 7], [0, 7, -7, 3]]
     # per tensor, asymmetric 8 bits: [-2.2, 4]: S = 6.2 / 255, Z = round(-128 + 2.2 / S) = round(-37.516) = -38
@@ -247,7 +253,7 @@ def test_quantize_clipped_hand_worked():
     # alpha = 1, 2 bits: 4 bins of width 0.5 over [-1, 1], centres -0.75, -0.25, 0.25, 0.75;
     # 0 sits at the left edge of bin 2 -> 0.25; +-5 are clipped into the end bins -> +-0.75
     x = torch.tensor([-0.9, -0.3, 0.0, 0.49, 0.51, 5.0, -5.0])
-    torch.testing.assert_close(quantize_clipped(x, 1.0, 2), torch.tensor([-0.75, -0.25, 0.25, 0.25, 0.75, 0.75, -0.75]))
+    assert_close(quantize_clipped(x, 1.0, 2), torch.tensor([-0.75, -0.25, 0.25, 0.25, 0.75, 0.75, -0.75]))
 
 
 def test_aciq_expected_mse_literal_and_published_optima():
@@ -282,15 +288,26 @@ def test_kl_optimal_clip_hand_worked():
     # -> i* = 3, T = 3 * 4 / 4 = 3.0  (dropping the clipped tail instead gives i=2, KL 0, T = 2)
     x = torch.tensor([0.5, -0.5, 0.25, 1.5, -2.5, 4.0, 0.0, 0.0])
     assert kl_optimal_clip(x, n_levels=2, n_bins=4) == pytest.approx(3.0)
+    # empty bins: |x| = [3.5, 4.5, 5] over [0, 5] in 5 bins: histogram [0, 0, 0, 1, 2]; L = 2
+    #  i=2: P = [0, 3], group masses [0, 0] -> Q = 0 where P > 0: skipped;  i=3: masses [0, 0]: skipped
+    #  i=4: P = [0, 0, 0, 3]; groups [0,2), [2,4): masses [0, 1], spread over the bins with P > 0 only (bin 3)
+    #       -> Q = [0, 0, 0, 1] = P: KL = 0   <- smallest
+    #  i=5: P = [0, 0, 0, 1, 2]; groups [0,2), [2,5): Q = [0, 0, 0, 1.5, 1.5]: KL = 1/3 ln(2/3) + 2/3 ln(4/3) = 0.0566
+    # -> T = 4 * 5 / 5 = 4.0  (spreading Q over the empty bin 2 as well would give KL ln 2 at i=4 and T = 5)
+    assert kl_optimal_clip(torch.tensor([3.5, -4.5, 5.0]), n_levels=2, n_bins=5) == pytest.approx(4.0)
 
 
-def test_kl_optimal_clip_ignores_a_far_outlier():
-    # 4000 values evenly spread over [-1, 1] and one at 1000: the threshold stays at the bulk, far below 1000,
-    # and it is a whole number of histogram bins (1000 / 2048 each)
-    x = torch.cat([torch.linspace(-1.0, 1.0, 4000), torch.tensor([1000.0])])
-    t = kl_optimal_clip(x, n_levels=128, n_bins=2048)
-    assert 0.9 <= t <= 20.0
-    assert (t * 2048 / 1000) == pytest.approx(round(t * 2048 / 1000))
+def test_kl_optimal_clip_clips_a_heavy_tail_more_with_fewer_levels():
+    # +-Exponential(1) quantiles (a Laplace sample, max |x| = ln(20000) = 9.90): the threshold lies inside the data's
+    # range, is a whole number of bins (max / 2048 each), and 8 levels clip harder than 128 levels
+    u = (torch.arange(1, 10001, dtype=torch.float64) - 0.5) / 10000
+    e = -torch.log1p(-u)
+    x = torch.cat([e, -e])
+    top = float(x.abs().max())
+    t128, t8 = kl_optimal_clip(x, 128, 2048), kl_optimal_clip(x, 8, 2048)
+    assert 1.0 < t8 < t128 < top
+    for t in (t8, t128):
+        assert t * 2048 / top == pytest.approx(round(t * 2048 / top))
 
 
 # ------------------------------------------------------------------------------------------------ binary / ternary
@@ -385,6 +402,10 @@ def test_exact_int_conv2d_against_float64_conv_including_channel_chunks():
     assert torch.equal(got.double(), want)
     got2 = exact_int_conv2d(q_x[:, :4], q_w[:, :4], stride=2)  # one chunk, stride 2
     assert torch.equal(got2.double(), F.conv2d(q_x[:, :4].double(), q_w[:, :4].double(), stride=2))
+    # worst case beyond float32's 2^24: 256 channels * 9 taps * (-127) * (-127) = 2304 * 16129 = 37,161,216 (odd
+    # partial sums above 2^24 are not float32 numbers, so one float32 convolution would be off)
+    full = torch.full((1, 256, 3, 3), -127, dtype=torch.int32)
+    assert exact_int_conv2d(full, full).flatten().tolist() == [37_161_216]
 
 
 def test_int_conv2d_pads_with_the_zero_point():
@@ -397,6 +418,9 @@ def test_int_conv2d_pads_with_the_zero_point():
     got = int_conv2d(q_x, q_w, fold_bias(q_b, q_w, z_x), z_x, stride=1, padding=1)
     want = F.conv2d((q_x - z_x).double(), q_w.double(), q_b.double(), padding=1)
     assert torch.equal(got.double(), want)
+    got2 = int_conv2d(q_x, q_w, fold_bias(q_b, q_w, z_x), z_x, stride=2, padding=1)
+    want2 = F.conv2d((q_x - z_x).double(), q_w.double(), q_b.double(), stride=2, padding=1)
+    assert got2.shape == (1, 4, 3, 3) and torch.equal(got2.double(), want2)
 
 
 def test_fold_batchnorm_matches_conv_then_bn():
@@ -410,7 +434,7 @@ def test_fold_batchnorm_matches_conv_then_bn():
     ref = nn.Sequential(conv, bn).eval()
     x = torch.randn(2, 2, 6, 6)
     w, b = fold_batchnorm(conv, bn)
-    torch.testing.assert_close(F.conv2d(x, w, b), ref(x).detach(), rtol=1e-5, atol=1e-5)
+    assert_close(F.conv2d(x, w, b), ref(x).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_integer_cnn_tracks_the_float_model():
@@ -434,9 +458,9 @@ def test_fake_quant_ste_value_and_straight_through_gradient():
     # 1.0 -> 2 -> 1.0; 100 -> clamp 7 -> 3.5.  Gradient: identity everywhere (clamped values too)
     x = torch.tensor([0.26, -0.74, 1.0, 100.0], requires_grad=True)
     y = fake_quant_ste(x, torch.tensor(0.5), torch.tensor(0, dtype=torch.int32), 4)
-    torch.testing.assert_close(y.detach(), torch.tensor([0.5, -0.5, 1.0, 3.5]))
+    assert_close(y.detach(), torch.tensor([0.5, -0.5, 1.0, 3.5]))
     (y * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
-    torch.testing.assert_close(x.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert_close(x.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))
 
 
 # ------------------------------------------------------------------------------------------------ k-means
@@ -449,14 +473,24 @@ def test_kmeans_size_bits_hand_worked():
 def test_codebook_gradient_hand_worked():
     # clusters [0, 2, 0, 1]: c0 = 0.1 + 0.3 = 0.4, c1 = 0.4, c2 = 0.2, c3 (empty) = 0
     g = codebook_gradient(torch.tensor([[0.1, 0.2], [0.3, 0.4]]), torch.tensor([[0, 2], [0, 1]]), 4)
-    torch.testing.assert_close(g, torch.tensor([0.4, 0.4, 0.2, 0.0]))
+    assert_close(g, torch.tensor([0.4, 0.4, 0.2, 0.0]))
 
 
 def test_kmeans_quantize_hand_worked():
     # 1 bit: centroids start at min 0 and max 1; {0, 0.1} -> 0.05, {0.9, 1.0} -> 0.95
     codebook, idx = kmeans_quantize(torch.tensor([[0.0, 0.1], [0.9, 1.0]]), 1)
-    torch.testing.assert_close(codebook, torch.tensor([0.05, 0.95]))
+    assert_close(codebook, torch.tensor([0.05, 0.95]))
     assert idx.tolist() == [[0, 0], [1, 1]]
+    # one round from the linear start [0, 1] on w = [0, .4, .45, .56, 1, 1, 1, 1]: assign -> {0, .4, .45} and
+    # {.56, 1, 1, 1, 1}; update -> c = [0.85 / 3, 4.56 / 5] = [0.28333, 0.912]; the returned indices are assigned
+    # to these centroids: .56 is now nearer 0.28333 (0.2767 < 0.352) -> [0, 0, 0, 0, 1, 1, 1, 1]
+    w = torch.tensor([0.0, 0.4, 0.45, 0.56, 1.0, 1.0, 1.0, 1.0])
+    codebook, idx = kmeans_quantize(w, 1, n_iter=1)
+    assert_close(codebook, torch.tensor([0.85 / 3, 0.912]))
+    assert idx.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    # converged (20 rounds): c = [(0 + .4 + .45 + .56) / 4, 1] = [0.3525, 1]
+    codebook, idx = kmeans_quantize(w, 1)
+    assert_close(codebook, torch.tensor([0.3525, 1.0]))
 
 
 # ------------------------------------------------------------------------------------------------ Lab 02 helpers
@@ -481,4 +515,4 @@ def test_obd_saliency_hand_worked():
     # at w = [1, 2, 2]: s = 0.5 * [6 * 1, 1 * 4, 12 * 4] = [3, 2, 24]
     loss = lambda w: 3 * w[0] ** 2 + w[0] * w[1] + 0.5 * w[1] ** 2 + w[2] ** 3
     s = obd_saliency(loss, torch.tensor([1.0, 2.0, 2.0], dtype=torch.float64))
-    torch.testing.assert_close(s, torch.tensor([3.0, 2.0, 24.0], dtype=torch.float64))
+    assert_close(s, torch.tensor([3.0, 2.0, 24.0], dtype=torch.float64))
