@@ -417,6 +417,10 @@ class _LauncherPipes:
                 os.close(fd)
 
 
+def _has_tests(job: dict) -> bool:
+    return any(c["kind"] == "test" for c in job["cells"])
+
+
 def _job(recheck: dict | None, nb, replies: dict) -> dict:
     """The re-check job of a run: its tests that passed in the notebook (the others fail anyway)."""
     passed = {c.metadata.nbgrader.get("grade_id") for i, c in enumerate(nb.cells)
@@ -440,7 +444,7 @@ async def _run_and_recheck(nb, km: SandboxedKernelManager, limits: Limits, cwd: 
         job = _job(recheck, nb, replies)
         if pipes:
             pipes.close(*pipes.child_ends)
-            if any(c["kind"] == "test" for c in job["cells"]):
+            if _has_tests(job):
                 start = time.perf_counter()
                 verdicts, recheck_stopped, gone = await asyncio.to_thread(
                     _exchange, job, pipes.take(pipes.job_w, "wb"), pipes.take(pipes.verdict_r, "rb"), limits)
@@ -490,9 +494,9 @@ def execute_submission(nb_json: str, files: dict[str, str] | None, course: str, 
         with _run_limits(limits, sandboxed) as group:
             result["cgroup"] = group is not None
             km = SandboxedKernelManager(transport="ipc", connection_file=str(tmp / "s" / "k.json"))
-            grader_files = {f"{GRADER}/recheck.py": str(RECHECK), f"{GRADER}/launcher.py": str(LAUNCHER)}
-            km.sandbox_prefix = _command(tmp, course, limits, {**mounts, **grader_files} if sandboxed else mounts,
-                                         sandboxed, group, ipc=tmp / "s")
+            if sandboxed:  # the launcher and the re-check runner, read-only
+                mounts.update({f"{GRADER}/recheck.py": str(RECHECK), f"{GRADER}/launcher.py": str(LAUNCHER)})
+            km.sandbox_prefix = _command(tmp, course, limits, mounts, sandboxed, group, ipc=tmp / "s")
             km.message_bytes = limits.message_bytes
             pipes = _LauncherPipes() if sandboxed else None
             if pipes:
@@ -502,11 +506,10 @@ def execute_submission(nb_json: str, files: dict[str, str] | None, course: str, 
                 _run_and_recheck(nb, km, limits, cwd, recheck, pipes, result))
             if group:
                 group.kill()
-            if verdicts is None and any(c["kind"] == "test" for c in job["cells"]):
+            if verdicts is None and _has_tests(job):
                 # No launcher, or its re-check was gone before it answered: a fresh process in a fresh sandbox.
                 runner = [sys.executable, "-P", f"{GRADER}/recheck.py" if sandboxed else str(RECHECK)]
-                command = _command(tmp, course, limits, {**mounts, **grader_files} if sandboxed else mounts,
-                                   sandboxed, group) + runner
+                command = _command(tmp, course, limits, mounts, sandboxed, group) + runner
                 start = time.perf_counter()
                 verdicts, recheck_stopped = _recheck(job, command, cwd, limits)
                 result["recheck_seconds"] += time.perf_counter() - start

@@ -442,7 +442,7 @@ struct Region { char *lo, *hi; };
 // Per byte of shared memory: who last wrote / read it, in which barrier interval, and the warp's sync count then;
 // a second reader other than the last (o_*), so a race report can name the other party; the block that last wrote it.
 struct Shadow {
-  uint32_t w_epoch, r_epoch, w_wepoch, r_wepoch, o_wepoch, w_block;
+  uint32_t w_epoch, r_epoch, w_wepoch, r_wepoch, w_block;
   int16_t w_tid, r_tid, o_tid;
   uint8_t r_multi, pad;
   void *w_pc, *r_pc, *o_pc;
@@ -730,7 +730,7 @@ static void check_race(char* p, size_t size, bool store, void* pc) {
     } else {
       s->r_multi = reader_conflict || (s->r_epoch == g_block_epoch && s->r_multi);
       if (s->r_epoch == g_block_epoch && s->r_tid != me) {  // keep the previous reader as the other one
-        s->o_tid = s->r_tid; s->o_wepoch = s->r_wepoch; s->o_pc = s->r_pc;
+        s->o_tid = s->r_tid; s->o_pc = s->r_pc;
       }
       s->r_tid = (int16_t)me; s->r_epoch = g_block_epoch; s->r_wepoch = wepoch; s->r_pc = pc;
     }
