@@ -2,8 +2,9 @@
 
 The source notebook runs once, top to bottom, in one kernel (its time and the kernel's peak RSS are the lab's budget
 figures). Then, for each mutant of an exercise, the mutated solution cell and the cells of its section (up to the next
-exercise) run again; the grade cells that fail are the points the mutant loses. The original cell and section are
-re-run afterwards (and must pass), so the next mutant starts from a correct state. Several notebooks can run side by
+exercise) run again, in a fork of the kernel (autograders/forked_section.py); the grade cells that fail are the
+points the mutant loses. The fork starts from the state the solution left and takes the mutant's changes with it, so
+every mutant starts from a correct state at the cost of one run of its section. Several notebooks can run side by
 side (run_side_by_side), each in a process of its own with its own single-threaded kernel.
 
 Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
@@ -13,6 +14,7 @@ CUDA C source string the markers are C comments, `// ### BEGIN SOLUTION`, and th
 from __future__ import annotations
 
 import importlib.util
+import json
 import multiprocessing
 import os
 import re
@@ -27,6 +29,8 @@ import nbformat
 import psutil
 from nbclient import NotebookClient
 from nbgrader.utils import determine_grade
+
+from autograders import forked_section
 
 ROOT = Path(__file__).resolve().parent.parent
 # A marker line may carry a C comment prefix (`// ### BEGIN SOLUTION`) inside a CUDA C source string.
@@ -143,6 +147,57 @@ def _run(client: NotebookClient, nb, indices: list[int], explain: bool = False, 
     return failed
 
 
+# The forked-section runner (autograders/forked_section.py), registered in the kernel as a module, not in its namespace.
+REGISTER_FORKED_SECTION = (
+    "exec(compile({source!r}, 'forked_section.py', 'exec'), __import__('sys').modules.setdefault({module!r}, "
+    "__import__('types').ModuleType({module!r})).__dict__)").format(
+        source=(ROOT / "autograders" / "forked_section.py").read_text(), module=forked_section.MODULE)
+
+
+def _execute(client: NotebookClient, source: str, seconds: int | None = None) -> list:
+    """Run `source` in the kernel as a cell of its own, appended to the notebook for the while and given `seconds`
+    (default: the client's cell time-out); its outputs. Raises if it raised."""
+    cell, timeout = nbformat.v4.new_code_cell(source), client.timeout
+    client.nb.cells.append(cell)
+    client.timeout = seconds or timeout
+    try:
+        client.execute_cell(cell, len(client.nb.cells) - 1)
+    finally:
+        client.nb.cells.pop()
+        client.timeout = timeout
+    errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+    if errors:
+        raise RuntimeError(f"the mutation runner's own cell failed: {errors[0]['ename']}: {errors[0]['evalue']}")
+    return cell.outputs
+
+
+def _run_forked(client: NotebookClient, nb, indices: list[int], replacement: str, timeout: int) -> list[str]:
+    """The grade_ids of the grade cells that lose points when the section `indices`, its first cell's solution replaced
+    by `replacement`, runs in a fork of the kernel (autograders/forked_section.py); the kernel's state is untouched."""
+    code = [i for i in indices if nb.cells[i].cell_type == "code"]
+    sources = [mutate(nb.cells[i].source, replacement) if i == indices[0] else nb.cells[i].source for i in code]
+    outputs = _execute(client, f"__import__('sys').modules[{forked_section.MODULE!r}].run({sources!r}, {timeout})",
+                       seconds=forked_section.deadline(len(sources), timeout) + 30)
+    text = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+    entries = json.loads(text[text.index(forked_section.MARKER) + len(forked_section.MARKER):].splitlines()[0])
+    failed = []
+    for i, entry in zip(code, entries):
+        meta = nbgrader_meta(nb.cells[i])
+        if not meta.get("grade"):
+            continue
+        cell = nbformat.v4.new_code_cell(nb.cells[i].source, metadata=nb.cells[i].metadata)
+        if entry["error"]:
+            cell.outputs.append(nbformat.v4.new_output("error", ename="Error", evalue=entry.get("lost", ""),
+                                                       traceback=[]))
+        if entry["stderr"]:
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stderr", text="(stderr)"))
+        if entry["result"] is not None:
+            cell.outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": entry["result"]}))
+        if _failed(cell):
+            failed.append(meta["grade_id"])
+    return failed
+
+
 def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout: int = 120) -> RunReport:
     """Run `notebook` once (timed, peak RSS sampled), then each mutant of each exercise; see the module docstring."""
     begin = time.perf_counter()
@@ -160,15 +215,12 @@ def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout
         report.seconds = time.perf_counter() - start
         sampler.done.set()
         report.peak_rss_mb = sampler.peak
+        if mutants:
+            _execute(client, REGISTER_FORKED_SECTION)
         for exercise, variants in mutants.items():
             cells = parts[exercise]
-            original = nb.cells[cells[0]].source
             for name, code in variants.items():
-                nb.cells[cells[0]].source = mutate(original, code)
-                report.mutants.setdefault(exercise, {})[name] = _run(client, nb, cells)
-                nb.cells[cells[0]].source = original
-                report.failed_grade_cells += [f"after restoring {exercise}: {g}"
-                                              for g in _run(client, nb, cells, explain=True)]
+                report.mutants.setdefault(exercise, {})[name] = _run_forked(client, nb, cells, code, timeout)
     report.total_seconds = time.perf_counter() - begin
     return report
 

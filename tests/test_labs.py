@@ -119,26 +119,24 @@ def test_validate(inverted_validations, lab):
     assert "Success! The notebook does not pass any tests." in inverted, inverted[-3000:]
 
 
-def broken_submission(lab: str, hang: bool) -> tuple[dict, set[str]]:
-    """The solution with the last exercise raising and, if `hang`, the last Python one before it looping forever; returns
-    (notebook, failing cells). The loop costs a cell time-out per test cell that calls it, so only one lab has it."""
+def broken_submission(lab: str) -> tuple[dict, set[str]]:
+    """The solution with the last exercise raising; returns (notebook, failing cells). A hang that costs only its
+    cells is graded once, in Lab 01's class (the infinite_loop fixture of tests/test_classroom.py): each test cell
+    that calls the loop costs a cell time-out, too dear to pay in every lab."""
     nb = json.loads(source_of(lab).read_text())
     parts, tests = sections(nbformat.reads(json.dumps(nb), as_version=4)), exercise_tests(lab)
     last, python = list(parts)[-1], python_exercises(nbformat.reads(json.dumps(nb), as_version=4))
     # The last exercise is a kernel in every lab: its body is C, where a bug that stops the cell is a compile error.
-    broken = {last: "raise RuntimeError('a student bug')" if last in python else "#error a student bug"}
-    if hang:
-        broken[[e for e in python if e != last][-1]] = "while True:\n    pass"
-    for exercise, code in broken.items():
-        cell = nb["cells"][parts[exercise][0]]
-        cell["source"] = mutate("".join(cell["source"]), code)
-    return nb, set().union(*(tests[exercise] for exercise in broken))
+    cell = nb["cells"][parts[last][0]]
+    cell["source"] = mutate("".join(cell["source"]), "raise RuntimeError('a student bug')" if last in python
+                            else "#error a student bug")
+    return nb, set(tests[last])
 
 
 def write_submissions(lab: str, grading: Path) -> set[str]:
     """The three submissions of `lab` (solution, blank release, broken) in `grading`/submitted; returns the cells the
     broken one must fail."""
-    broken, failing = broken_submission(lab, hang=lab == LABS[0])
+    broken, failing = broken_submission(lab)
     for student, notebook in (("solution", source_of(lab)), ("blank", release_of(lab)), ("broken", broken)):
         dest = grading / "submitted" / student / lab / f"{lab}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +147,10 @@ def write_submissions(lab: str, grading: Path) -> set[str]:
     return failing
 
 
-def grading_limits(lab: str) -> Limits:
-    """The lab budget per cell and three per notebook; 30 s per cell in the first lab, whose broken submission hangs."""
+def grading_limits() -> Limits:
+    """The lab budget per cell and three per notebook."""
     budget = int(target("budgets.lab_seconds"))
-    return Limits(cell_seconds=30 if lab == LABS[0] else budget, notebook_seconds=3 * budget, threads=1)
+    return Limits(cell_seconds=budget, notebook_seconds=3 * budget, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +171,7 @@ def graded(tmp_path_factory, request):
                        silence_logs=logging.CRITICAL) as cluster,
           ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool):
         runs = [pool.submit(grade_class, lab, work / lab, workers=2, scheduler=cluster.scheduler_address,
-                            limits=grading_limits(lab), sandboxed=sandboxed, progress=False)
+                            limits=grading_limits(), sandboxed=sandboxed, progress=False)
                 for lab in longest_first(LABS, lab_seconds(request.config))]
         for run in runs:
             run.result()
@@ -206,7 +204,7 @@ def test_blank_release_scores_zero(graded, lab):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
-def test_crash_and_hang_cost_only_their_cells(graded, lab):
+def test_a_crash_costs_only_its_cells(graded, lab):
     work, failing_by_lab = graded
     failing = failing_by_lab[lab]
     got, expected = scores(work / lab, lab, "broken"), grade_cells(lab)
@@ -276,3 +274,36 @@ def test_mutation_runner_reports_what_fails_on_a_solution(tmp_path):
     report = run_with_mutants(path, {"f": {"returns 2": "return 2"}}, timeout=60)
     assert report.failed_grade_cells == ["ungraded cell 2 (ValueError: a demonstration broke)"]
     assert report.mutants == {"f": {"returns 2": ["test_f"]}}
+
+
+def test_forked_mutants_fail_as_nbgrader_would_and_leave_the_kernel_untouched(tmp_path):
+    """Each mutant's section runs in a fork of the kernel: stderr from Python or from the file descriptor, a hang
+    (interruptible or not), a dying fork and partial credit all cost the test cell, as in nbgrader; a mutant's change
+    to the kernel's state does not reach the next mutant nor the kernel."""
+    grade = {"grade": True, "grade_id": "test_f", "locked": True, "points": 2, "schema_version": 3, "solution": False,
+             "task": False}
+    answer = {"grade": False, "grade_id": "f", "locked": False, "schema_version": 3, "solution": True, "task": False}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("state = []"),
+        nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION",
+                                  metadata={"nbgrader": answer}),
+        nbformat.v4.new_code_cell("assert f() == 1 and 'mutant' not in state, (f(), state)\nstate.append('f ran')\n"
+                                  "if f() == 'partial':\n    1.0", metadata={"nbgrader": grade}),
+    ])
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    mutants = {"returns 2": "return 2",
+               "leaves state": "state.append('mutant')\nreturn 1",
+               "python stderr": "import sys; print('careful', file=sys.stderr)\nreturn 1",
+               "fd stderr": "import os; os.write(2, b'from C')\nreturn 1",
+               "hangs": "while True:\n    pass",
+               "hangs, ignoring the alarm": "import signal; signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                                            "while True:\n    pass",
+               "kills its process": "import os; os._exit(3)",
+               "partial credit": "return 'partial'",
+               "correct": "return 1"}
+    report = run_with_mutants(path, {"f": mutants}, timeout=2)
+    assert report.failed_grade_cells == []
+    got = report.mutants["f"]
+    assert got.pop("correct") == [], "a correct answer (after one that changed the state) keeps its points"
+    assert got == {name: ["test_f"] for name in mutants if name != "correct"}
