@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -213,11 +214,15 @@ def mirror(dest: Path, patched: dict[str, str] | None = None, root: Path = ROOT)
     return dest
 
 
-def run_tests(view: Path, tests: tuple[str, ...], timeout: int = 600) -> subprocess.CompletedProcess:
-    """pytest on `tests` in a repository view (its own tinyml_lib first on sys.path); exit code 1 = a test failed."""
-    env = dict(os.environ, PYTHONPATH=str(view), PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "",
-                           *tests], cwd=view, env=env, capture_output=True, text=True, timeout=timeout)
+def run_tests(runs: list[tuple[Path, tuple[str, ...]]], workers: int = 2, timeout: int = 600) -> list[tuple[int, str]]:
+    """pytest on each (repository view, tests) of `runs`, `workers` at a time, each in a fork of one process that
+    imported torch, numpy and pytest once (autograders/fault_runs.py), the view's own tinyml_lib first on sys.path;
+    [(exit code, the output's end)] in order. Exit code 1 = a test failed."""
+    jobs = [{"view": str(view), "tests": list(tests), "timeout": timeout} for view, tests in runs]
+    done = subprocess.run([sys.executable, "-P", str(ROOT / "autograders" / "fault_runs.py"), str(workers)],
+                          input=json.dumps(jobs), capture_output=True, text=True, check=True,
+                          timeout=timeout * (len(jobs) + 1))
+    return [(r["code"], r["out"]) for r in json.loads(done.stdout)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,11 +203,18 @@ def test_pairs_alternate_which_side_runs_first():
     assert pairs == "bffbbffb", f"pairs should run baseline-fast, then fast-baseline (ABBA), got {pairs}"
 
 
-def test_timed_seconds_are_per_call_and_samples_long_enough():
-    from tinyml_lib.timing import MIN_SAMPLE_S, calibrate_loops, time_loops
-    assert 0.009 < time_loops(lambda: time.sleep(0.01), 3) < 0.02      # per call, not per sample
-    loops = calibrate_loops(lambda: time.sleep(0.004))
-    assert loops * 0.004 >= MIN_SAMPLE_S and loops == 8, loops          # the smallest power of 2 spanning 20 ms
+def test_timed_seconds_are_per_call_and_samples_long_enough(monkeypatch):
+    # On a virtual clock that only the timed calls advance (a real sleep oversleeps under load: 4 ms took 5).
+    from tinyml_lib import timing
+    now = [0]
+    monkeypatch.setattr(timing, "_clock_ns", lambda: now[0])
+
+    def takes(ns):
+        return lambda: now.__setitem__(0, now[0] + ns)
+    assert timing.time_loops(takes(10_000_000), 3) == pytest.approx(0.01)      # per call, not per sample
+    loops = timing.calibrate_loops(takes(4_000_000))
+    assert loops * 0.004 >= timing.MIN_SAMPLE_S and loops == 8, loops          # the smallest power of 2 spanning 20 ms
+    assert timing.calibrate_loops(takes(6_000_000)) == 4, "4 x 6 ms spans 20 ms, 2 x 6 ms does not"
 
 
 def test_peak_memory_counts_a_temporary_freed_before_the_end():

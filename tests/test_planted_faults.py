@@ -1,16 +1,14 @@
 """Planted faults in the trusted code (autograders/faults.py): each must make one of its named fast tests fail.
 
-Each fault runs in a view of the repository (symbolic links, the one patched file written out) with its own
-pytest process, two at a time. The view without any fault must pass the same tests first: otherwise a "caught"
-fault would prove nothing.
+Each fault runs in a view of the repository (symbolic links, the one patched file written out) with its own pytest
+run, two at a time, each in a fork of a process that imported torch and pytest once (autograders/fault_runs.py). The
+view without any fault must pass the same tests: otherwise a "caught" fault would prove nothing.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
-from autograders.faults import FAULTS, Fault, mirror, run_tests
+from autograders.faults import FAULTS, mirror, run_tests
 
 
 def test_every_fault_applies_to_the_code_as_it_is():
@@ -22,17 +20,11 @@ def test_every_fault_applies_to_the_code_as_it_is():
 @pytest.mark.slow
 def test_every_planted_fault_is_caught_by_a_fast_test(tmp_path):
     every_test = tuple(sorted({t for f in FAULTS for t in f.tests}))
-    clean = run_tests(mirror(tmp_path / "clean"), every_test)
-    assert clean.returncode == 0, f"the named tests must pass without a fault:\n{clean.stdout[-3000:]}"
-
-    def caught(item: tuple[int, Fault]) -> tuple[Fault, int, str]:
-        index, fault = item
-        view = mirror(tmp_path / f"fault{index:02d}", {fault.path: fault.planted()})
-        run = run_tests(view, fault.tests)
-        return fault, run.returncode, run.stdout[-1500:]
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(caught, enumerate(FAULTS)))
-    survivors = [f"{fault.path}: {fault.name} (pytest exit {code})\n{out}" for fault, code, out in results if code != 1]
+    runs = [(mirror(tmp_path / "clean"), every_test)]
+    runs += [(mirror(tmp_path / f"fault{i:02d}", {f.path: f.planted()}), f.tests) for i, f in enumerate(FAULTS)]
+    (clean_code, clean_out), *results = run_tests(runs, workers=2)
+    assert clean_code == 0, f"the named tests must pass without a fault:\n{clean_out}"
+    survivors = [f"{fault.path}: {fault.name} (pytest exit {code})\n{out}"
+                 for fault, (code, out) in zip(FAULTS, results) if code != 1]
     print(f"{len(FAULTS) - len(survivors)} of {len(FAULTS)} planted faults caught")
     assert not survivors, "planted faults that no named test caught (exit 1 = a test failed):\n" + "\n".join(survivors)
