@@ -41,8 +41,11 @@ reveal: setup
 instructor: setup
 	$(PY) -m jupyter lab --no-browser --ip 127.0.0.1 --port $(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# The fast tests a file per core (pytest-xdist); then the slow ones, which use both cores themselves (two kernels or
+# sandboxes at a time), so that no speed check runs at a load above two.
 test: setup
-	$(PY) -m pytest --durations=12
+	$(PY) -m pytest -m "not slow and not browser" -n 2 --dist loadfile --durations=12
+	$(PY) -m pytest -m "slow or browser" --durations=12
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not browser"

@@ -4,6 +4,7 @@ that do not come from the code under test: PyTorch's own float dtypes, NumPy's i
 arithmetic is in the comments). Fast: tiny tensors only, no model downloads.
 """
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -52,6 +53,25 @@ def torch_encode(x: np.ndarray, name: str) -> np.ndarray:
     return np.mod(raw, 2 ** bits)
 
 
+# ml_dtypes' types (a test dependency): the OCP conversions for BF16, FP8 (non-saturating) and FP4 E2M1
+ML_DTYPES = {"bf16": ml_dtypes.bfloat16, "fp8_e4m3": ml_dtypes.float8_e4m3fn, "fp8_e5m2": ml_dtypes.float8_e5m2,
+             "fp4_e2m1": ml_dtypes.float4_e2m1fn}
+
+
+def ml_dtypes_decode(codes: np.ndarray, name: str) -> np.ndarray:
+    """Values of bit patterns according to ml_dtypes (FP4 codes sit in the low 4 bits of a byte)."""
+    view = np.uint16 if name == "bf16" else np.uint8
+    with np.errstate(invalid="ignore"):                  # widening a signalling NaN sets the invalid flag
+        return np.asarray(codes).astype(view).view(ML_DTYPES[name]).astype(np.float64)
+
+
+def ml_dtypes_encode(x: np.ndarray, name: str) -> np.ndarray:
+    """Bit patterns ml_dtypes produces when it converts x (float32 or float64) to the type."""
+    view = np.uint16 if name == "bf16" else np.uint8
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(x).astype(ML_DTYPES[name]).view(view).astype(np.int64)
+
+
 # ------------------------------------------------------------------------------------------------ formats: decode
 @pytest.mark.parametrize("name", ["fp8_e4m3", "fp8_e5m2", "fp16", "bf16"])
 def test_decode_float_matches_torch_dtype_on_every_code(name):
@@ -96,6 +116,17 @@ def test_decode_float_hand_worked_e4m3_codes():
     assert decode_float(0x78, FORMATS["fp8_e4m3"]) == 256.0        # exponent 1111 with mantissa 000 is a number
 
 
+@pytest.mark.parametrize("name", ["fp8_e4m3", "fp8_e5m2", "bf16", "fp4_e2m1"])
+def test_decode_float_matches_ml_dtypes_on_every_code(name):
+    fmt = FORMATS[name]
+    codes = np.arange(2 ** fmt.bits, dtype=np.int64)
+    want = ml_dtypes_decode(codes, name)
+    got = decode_float(codes, fmt)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_array_equal(got[ok], want[ok])
+    np.testing.assert_array_equal(np.signbit(got[ok]), np.signbit(want[ok]))
+
 # ------------------------------------------------------------------------------------------------ formats: encode
 def _in_range_samples(name: str, rng) -> np.ndarray:
     """float32 values within +-max: every finite value of the format, every midpoint between neighbours (the ties),
@@ -138,6 +169,202 @@ def test_encode_float_hand_worked_ties_e4m3():
     got = encode_float([1.0625, 1.1875, 2.0 ** -10, 1.5 * 2.0 ** -10, -3.0], FORMATS["fp8_e4m3"])
     np.testing.assert_array_equal(got, [0x38, 0x3A, 0x00, 0x01, 0xC4])
 
+
+# Overflow, saturation and NaN, bit-exact against three references. The rules (the lab's §1): round to nearest even
+# with no upper limit on the exponent; a rounded value beyond the largest finite one becomes +-INF (IEEE formats) or
+# NaN (E4M3, OCP's non-saturating conversion), FP4 saturates; saturate=True ("satfinite") gives +-largest for overflow
+# and +-INF. References: ml_dtypes for BF16, FP8 and FP4 (non-saturating OCP conversions); torch for FP16, BF16 and
+# E5M2 (IEEE overflow) and for E4M3 satfinite (torch.float8_e4m3fn saturates); NumPy for FP16 and FP32.
+# satfinite of x = the non-saturating conversion of x clipped to +-max (whatever lies beyond rounds to max anyway).
+EVERY_FP16_VALUE = np.arange(2 ** 16).astype(np.uint16).view(np.float16).astype(np.float32)   # INF, NaNs included
+
+
+def _clip_to_max(x: np.ndarray, name: str) -> np.ndarray:
+    top = {"fp16": 65504.0, "bf16": float(ml_dtypes.finfo(ml_dtypes.bfloat16).max), "fp8_e4m3": 448.0,
+           "fp8_e5m2": 57344.0, "fp4_e2m1": 6.0}[name]                 # OCP FP8/MX and IEEE binary16 maxima
+    return np.clip(x, np.float32(-top), np.float32(top))
+
+
+def _random_float32(n: int, seed: int) -> np.ndarray:
+    """n uniformly random float32 bit patterns (every binade, subnormals, INF and NaN payloads alike)."""
+    return np.random.default_rng(seed).integers(0, 2 ** 32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+
+
+def _edges(name: str) -> np.ndarray:
+    """float32 inputs at a 16-bit format's edges: every finite value, every midpoint of neighbours (the ties), the
+    float32 neighbours of each midpoint, max + half a step (the overflow tie) and its neighbours, +-INF, +-0."""
+    vals = torch_decode(np.arange(2 ** 16), name).astype(np.float32)
+    v = np.unique(np.abs(vals[np.isfinite(vals)]))
+    mid = ((v[:-1].astype(np.float64) + v[1:]) / 2).astype(np.float32)
+    tie = np.float32(v[-1] + (v[-1] - v[-2]) / 2)
+    zero, inf = np.float32(0), np.float32(np.inf)
+    x = np.concatenate([v, mid, np.nextafter(mid, zero), np.nextafter(mid, inf),
+                        [tie, np.nextafter(tie, zero), np.nextafter(tie, inf), inf]]).astype(np.float32)
+    return np.concatenate([x, -x])
+
+
+def _is_signalling_nan(x: np.ndarray) -> np.ndarray:
+    return np.isnan(x) & ((x.view(np.uint32) & 0x00400000) == 0)
+
+
+def _assert_codes(x: np.ndarray, got: np.ndarray, want: np.ndarray, what: str) -> None:
+    bad = np.flatnonzero(got != want)
+    first = bad[:4]
+    assert bad.size == 0, (f"{what}: {bad.size} mismatches, e.g. x bits {[hex(b) for b in x[first].view(np.uint32)]}"
+                           f" = {x[first]}: got {[hex(g) for g in got[first]]}, want {[hex(w) for w in want[first]]}")
+
+
+@pytest.mark.parametrize("saturate", [False, True])
+@pytest.mark.parametrize("name", ["fp8_e4m3", "fp8_e5m2", "bf16", "fp4_e2m1"])
+def test_encode_float_every_fp16_value_matches_ml_dtypes(name, saturate):
+    # Exhaustive: all 65536 FP16 bit patterns (every FP8/FP4 rounding case, overflow, INF, NaN) as float32 inputs.
+    x = EVERY_FP16_VALUE
+    if name == "fp4_e2m1":
+        x = x[~np.isnan(x)]                          # FP4 has no NaN: encode_float raises (ml_dtypes gives a zero)
+    want = ml_dtypes_encode(_clip_to_max(x, name) if saturate else x, name)
+    _assert_codes(x, encode_float(x, FORMATS[name], saturate=saturate), want, f"{name} saturate={saturate}")
+
+
+def test_encode_float_fp4_saturates_without_being_asked():
+    # FP4 E2M1 has no INF and no NaN: like ml_dtypes.float4_e2m1fn, overflow and +-INF go to +-6 in both modes.
+    x = np.array([6.5, 7.0, 1e30, np.inf, -7.0, -np.inf])      # 7 is the tie between 6 and the missing 8
+    for saturate in (False, True):
+        np.testing.assert_array_equal(encode_float(x, FORMATS["fp4_e2m1"], saturate=saturate),
+                                      [0x7, 0x7, 0x7, 0x7, 0xF, 0xF])
+
+
+def test_encode_float_e4m3_satfinite_matches_torch_float8_e4m3fn():
+    # torch.float8_e4m3fn saturates (overflow and +-INF -> +-448) and keeps NaN's sign: our saturate=True, bit-exact.
+    x = np.concatenate([EVERY_FP16_VALUE, _random_float32(200_000, 2)])
+    _assert_codes(x, encode_float(x, FORMATS["fp8_e4m3"], saturate=True), torch_encode(x, "fp8_e4m3"), "E4M3 satfinite")
+
+
+def test_torch_float8_e4m3fn_saturates_and_ml_dtypes_does_not():
+    # The lab's prose says which library does which; if a release changes that, this says so.
+    x = np.array([464.0, 464.01, 1000.0, np.inf, -np.inf], dtype=np.float32)
+    np.testing.assert_array_equal(torch_encode(x, "fp8_e4m3"), [0x7E, 0x7E, 0x7E, 0x7E, 0xFE])
+    np.testing.assert_array_equal(ml_dtypes_encode(x, "fp8_e4m3"), [0x7E, 0x7F, 0x7F, 0x7F, 0xFF])
+    np.testing.assert_array_equal(encode_float(x, FORMATS["fp8_e4m3"]), [0x7E, 0x7F, 0x7F, 0x7F, 0xFF])
+    np.testing.assert_array_equal(encode_float(x, FORMATS["fp8_e4m3"], saturate=True), [0x7E, 0x7E, 0x7E, 0x7E, 0xFE])
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16"])
+def test_encode_float_16_bit_formats_on_a_million_float32_values(name):
+    # Every edge of the format plus 2^20 random float32 bit patterns, both modes, against NumPy / ml_dtypes and torch.
+    x = np.concatenate([_edges(name), _random_float32(2 ** 20, 3)])
+    fmt, nan = FORMATS[name], np.isnan(x)
+    default, sat = encode_float(x, fmt), encode_float(x, fmt, saturate=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "fp16":
+            # NumPy's float16 cast (software) does not quiet a signalling NaN; the float64 cast before ours does, as
+            # IEEE 754 asks (torch agrees with us there): compare NumPy on every other input.
+            quiet = ~_is_signalling_nan(x)
+            numpy_codes = x.astype(np.float16).view(np.uint16).astype(np.int64)
+            _assert_codes(x[quiet], default[quiet], numpy_codes[quiet], "fp16 against NumPy")
+            _assert_codes(x, default, torch_encode(x, "fp16"), "fp16 against torch, NaN payloads included")
+            sat_codes = _clip_to_max(x, name).astype(np.float16).view(np.uint16).astype(np.int64)
+            _assert_codes(x[quiet], sat[quiet], sat_codes[quiet], "fp16 satfinite against NumPy")
+        else:
+            # torch's CPU BF16 conversion gives 0xFFFF for every NaN; ml_dtypes gives 0x7FC0/0xFFC0 (sign kept, as
+            # torch keeps it for FP16): we follow ml_dtypes, so torch is compared on the numbers only.
+            _assert_codes(x, default, ml_dtypes_encode(x, name), "bf16 against ml_dtypes, NaN included")
+            _assert_codes(x[~nan], default[~nan], torch_encode(x[~nan], "bf16"), "bf16 against torch")
+            _assert_codes(x, sat, ml_dtypes_encode(_clip_to_max(x, name), name), "bf16 satfinite against ml_dtypes")
+
+
+def test_encode_float_e5m2_against_torch_and_ml_dtypes_nan():
+    # torch's E5M2 gives 0x7F/0xFF for every NaN, ml_dtypes the quiet NaN 0x7E/0xFE: we follow ml_dtypes (the test
+    # above, on every FP16 value), and torch on every number, INF included.
+    x = np.concatenate([EVERY_FP16_VALUE, _random_float32(200_000, 4)])
+    ok = ~np.isnan(x)
+    _assert_codes(x[ok], encode_float(x[ok], FORMATS["fp8_e5m2"]), torch_encode(x[ok], "fp8_e5m2"), "E5M2 vs torch")
+    np.testing.assert_array_equal(torch_encode(np.float32([np.nan, -np.nan]), "fp8_e5m2"), [0x7F, 0xFF])
+    np.testing.assert_array_equal(encode_float([np.nan, -np.nan], FORMATS["fp8_e5m2"]), [0x7E, 0xFE])
+
+
+def test_encode_float_fp32_is_exact_for_float32_inputs():
+    x = np.concatenate([_random_float32(2 ** 20, 5), np.float32([np.inf, -np.inf, 0.0, -0.0])])
+    quiet = ~_is_signalling_nan(x)
+    got = encode_float(x, FORMATS["fp32"])
+    _assert_codes(x[quiet], got[quiet], x[quiet].view(np.uint32).astype(np.int64), "fp32 identity")
+    # A signalling NaN arrives quiet (the float64 cast sets the quiet bit), sign and the rest of the payload kept.
+    snan = ~quiet
+    assert snan.sum() > 100
+    np.testing.assert_array_equal(got[snan], x[snan].view(np.uint32).astype(np.int64) | 0x00400000)
+
+
+@pytest.mark.parametrize("name,numpy_dtype,uint", [("fp16", np.float16, np.uint16), ("fp32", np.float32, np.uint32)])
+def test_encode_float_of_float64_inputs_rounds_once_like_numpy(name, numpy_dtype, uint):
+    # NumPy casts float64 straight to float16/float32 (one rounding); so do we. Inputs: random values over the whole
+    # range and beyond, the ties away from zero of each one's rounded value, and points 2^-20 of a half step either
+    # side of those ties (a float32 detour would round them onto the tie, then to even).
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(200_000) * np.exp2(rng.integers(-160, 140, 200_000))
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = x.astype(numpy_dtype)
+        vals, half = rounded.astype(np.float64), np.abs(np.spacing(rounded).astype(np.float64)) / 2
+        ties = np.concatenate([vals + np.sign(vals) * half * f for f in (1.0, 1 + 2.0 ** -20, 1 - 2.0 ** -20)])
+        x = np.concatenate([x, ties[np.isfinite(ties)], [np.inf, -np.inf, 0.0, -0.0, np.nan, -np.nan]])
+        want = x.astype(numpy_dtype).view(uint).astype(np.int64)
+    got = encode_float(x, FORMATS[name])
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, f"{bad.size} mismatches, e.g. x={x[bad[:4]]}: got {got[bad[:4]]}, NumPy {want[bad[:4]]}"
+
+
+def test_encode_float_of_float64_inputs_is_not_rounded_through_float32():
+    # torch and ml_dtypes convert float64 to FP8/BF16 through float32 and can round twice; encode_float rounds once:
+    # 464 + 2^-20 is above E4M3's overflow tie 464 (NaN; through float32 it is 464 itself -> 448), and
+    # 1 + 2^-8 + 2^-40 is above BF16's tie 1 + 2^-8 (-> 1 + 2^-7 = 0x3F81; through float32 -> 1.0 = 0x3F80).
+    assert encode_float(464 + 2.0 ** -20, FORMATS["fp8_e4m3"]) == 0x7F
+    assert ml_dtypes_encode(np.array([464 + 2.0 ** -20]), "fp8_e4m3")[0] == 0x7E
+    assert encode_float(1 + 2.0 ** -8 + 2.0 ** -40, FORMATS["bf16"]) == 0x3F81
+    assert ml_dtypes_encode(np.array([1 + 2.0 ** -8 + 2.0 ** -40]), "bf16")[0] == 0x3F80
+
+
+def test_encode_float_overflow_hand_worked():
+    # The issue's cases. E5M2's top binade steps by 8192: 61440 = 57344 + 4096 is the tie with the missing 65536,
+    # which is even (57344 = 1.11b x 2^15 is odd) -> INF 0x7C; 61439 -> 57344 (0x7B). FP16 steps by 32 up there:
+    # 65520 -> INF (0x7C00), 65519 -> 65504 (0x7BFF). BF16: 3.4e38 is above (2 - 2^-8) 2^127 = 3.3961776e38 -> INF.
+    e5m2, fp16, bf16 = FORMATS["fp8_e5m2"], FORMATS["fp16"], FORMATS["bf16"]
+    np.testing.assert_array_equal(encode_float([61439.0, 61440.0, -61440.0], e5m2), [0x7B, 0x7C, 0xFC])
+    np.testing.assert_array_equal(encode_float([61439.0, 61440.0, -np.inf], e5m2, saturate=True), [0x7B, 0x7B, 0xFB])
+    np.testing.assert_array_equal(encode_float([65519.0, 65520.0, np.inf], fp16), [0x7BFF, 0x7C00, 0x7C00])
+    np.testing.assert_array_equal(encode_float([65519.0, 65520.0, np.inf], fp16, saturate=True), [0x7BFF] * 3)
+    np.testing.assert_array_equal(encode_float([3.39e38, 3.4e38, -3.4e38], bf16), [0x7F7F, 0x7F80, 0xFF80])
+    np.testing.assert_array_equal(encode_float([3.39e38, 3.4e38, -3.4e38], bf16, saturate=True),
+                                  [0x7F7F, 0x7F7F, 0xFF7F])
+    # E4M3 (no INF): 464 = 448 + 16 is the tie with the missing 480 (mantissa 111, odd) -> 448; above -> NaN.
+    np.testing.assert_array_equal(encode_float([464.0, 465.0, -1e9, np.inf], FORMATS["fp8_e4m3"]),
+                                  [0x7E, 0x7F, 0xFF, 0x7F])
+
+
+def test_encode_float_nan_keeps_its_sign_and_the_payload_where_the_reference_does():
+    # float32 NaNs (quiet): 0x7FC00000, -0x7FC00000, 0x7FE00000 (payload 0x200000), 0xFFFFFFFF, 0x7FC02001.
+    # FP16 (NumPy, torch): sign | 0x7C00 | payload >> 13, so 0x7FE00000 -> 0x7F00, 0x7FC02001 -> 0x7E01; FP32 keeps
+    # all of it. BF16 and FP8: the quiet NaN of that sign (ml_dtypes; torch's BF16 gives 0xFFFF for every NaN, its
+    # E5M2 0x7F/0xFF). saturate=True leaves NaN alone.
+    nans = np.array([0x7FC00000, 0xFFC00000, 0x7FE00000, 0xFFFFFFFF, 0x7FC02001], dtype=np.uint32).view(np.float32)
+    want = {"fp32": [0x7FC00000, 0xFFC00000, 0x7FE00000, 0xFFFFFFFF, 0x7FC02001],
+            "fp16": [0x7E00, 0xFE00, 0x7F00, 0xFFFF, 0x7E01], "bf16": [0x7FC0, 0xFFC0, 0x7FC0, 0xFFC0, 0x7FC0],
+            "fp8_e5m2": [0x7E, 0xFE, 0x7E, 0xFE, 0x7E], "fp8_e4m3": [0x7F, 0xFF, 0x7F, 0xFF, 0x7F]}
+    for name, codes in want.items():
+        for saturate in (False, True):
+            np.testing.assert_array_equal(encode_float(nans, FORMATS[name], saturate=saturate), codes, f"{name}")
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(nans.astype(np.float16).view(np.uint16), want["fp16"])
+        for name in ("bf16", "fp8_e5m2", "fp8_e4m3"):
+            np.testing.assert_array_equal(ml_dtypes_encode(nans, name), want[name], name)
+    # A float64 signalling NaN is quieted (IEEE 754; NumPy's software float16 cast gives 0x7C01 here, torch 0x7E00).
+    snan = np.array([0x7FF0000000000001], dtype=np.uint64).view(np.float64)
+    assert encode_float(snan, FORMATS["fp16"])[0] == 0x7E00
+    assert encode_float(snan, FORMATS["fp32"])[0] == 0x7FC00000
+
+
+def test_encode_float_bad_input():
+    with pytest.raises(ValueError, match="no NaN"):
+        encode_float([1.0, np.nan], FORMATS["fp4_e2m1"])
+    with pytest.raises(TypeError, match="saturate"):
+        encode_float(1.0, FORMATS["fp8_e4m3"], saturate="yes")
 
 # ------------------------------------------------------------------------------------------------ formats: maxima
 def test_float_max_published_values():

@@ -88,9 +88,11 @@ def test_race_check_on_reduce_v2_without_its_first_syncthreads():
 
 
 def test_speed_1m_floats_under_2_seconds():
+    # CPU seconds of this process (the emulator's threads included), not wall time: what another process does to
+    # the machine's load is not the emulator's cost.
     x = np.random.default_rng(0).standard_normal(1 << 20).astype(np.float32)
     for version in VERSIONS:
         reduce_sum(x[:10], version)  # compile outside the timing
-        start = time.perf_counter()
+        start = time.process_time()
         reduce_sum(x, version)
-        assert time.perf_counter() - start < 2.0, f"reduce_v{version}"
+        assert time.process_time() - start < 2.0, f"reduce_v{version}"

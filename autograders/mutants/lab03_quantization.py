@@ -76,55 +76,6 @@ MUTANTS = {
         """,
         "mantissa all ones read as 2": "return 2.0 * 2.0 ** (2 ** E - 2 - fmt.bias)",
     },
-    "encode_float": {
-        "truncates the mantissa": """
-            sign = np.signbit(x).astype(np.int64) << (E + M)
-            a = np.minimum(np.nan_to_num(np.abs(x), posinf=np.inf), float_max(fmt))
-            exp = np.maximum(np.frexp(a)[1] - 1, 1 - fmt.bias)
-            units = np.floor(np.ldexp(a, M - exp)).astype(np.int64)
-            normal = units >= 2 ** M
-            code = sign | (np.where(normal, exp + fmt.bias, 0) << M) | (units & (2 ** M - 1))
-            if fmt.special == "ieee":
-                code = np.where(np.isinf(x), sign | ((2 ** E - 1) << M), code)
-                code = np.where(np.isnan(x), ((2 ** E - 1) << M) | (1 << (M - 1)), code)
-            elif fmt.special == "fn":
-                code = np.where(np.isnan(x), (2 ** (E + M)) - 1, code)
-            return code
-        """,
-        "rounds ties away from zero": """
-            sign = np.signbit(x).astype(np.int64) << (E + M)
-            a = np.minimum(np.nan_to_num(np.abs(x), posinf=np.inf), float_max(fmt))
-            exp = np.maximum(np.frexp(a)[1] - 1, 1 - fmt.bias)
-            units = np.floor(np.ldexp(a, M - exp) + 0.5).astype(np.int64)
-            carry = units >> (M + 1)
-            units, exp = np.where(carry, units >> 1, units), exp + carry
-            normal = units >= 2 ** M
-            code = sign | (np.where(normal, exp + fmt.bias, 0) << M) | (units & (2 ** M - 1))
-            if fmt.special == "ieee":
-                code = np.where(np.isinf(x), sign | ((2 ** E - 1) << M), code)
-                code = np.where(np.isnan(x), ((2 ** E - 1) << M) | (1 << (M - 1)), code)
-            elif fmt.special == "fn":
-                code = np.where(np.isnan(x), (2 ** (E + M)) - 1, code)
-            return code
-        """,
-        "no subnormals: flushes small values to zero": """
-            sign = np.signbit(x).astype(np.int64) << (E + M)
-            a = np.minimum(np.nan_to_num(np.abs(x), posinf=np.inf), float_max(fmt))
-            a = np.where(a < 2.0 ** (1 - fmt.bias), 0.0, a)
-            exp = np.maximum(np.frexp(a)[1] - 1, 1 - fmt.bias)
-            units = np.rint(np.ldexp(a, M - exp)).astype(np.int64)
-            carry = units >> (M + 1)
-            units, exp = np.where(carry, units >> 1, units), exp + carry
-            normal = units >= 2 ** M
-            code = sign | (np.where(normal, exp + fmt.bias, 0) << M) | (units & (2 ** M - 1))
-            if fmt.special == "ieee":
-                code = np.where(np.isinf(x), sign | ((2 ** E - 1) << M), code)
-                code = np.where(np.isnan(x), ((2 ** E - 1) << M) | (1 << (M - 1)), code)
-            elif fmt.special == "fn":
-                code = np.where(np.isnan(x), (2 ** (E + M)) - 1, code)
-            return code
-        """,
-    },
     "scale_zero_point": {
         "symmetric scale divides by 2^(N-1)": """
             if symmetric:
@@ -355,6 +306,70 @@ MUTANTS = {
             return x + (q - x).detach()
         """,
     },
+}
+
+
+# encode_float: each mutant is the solution's body with one mistake.
+_ENCODE_FLOAT = """
+sign = np.signbit(x).astype(np.int64) << (E + M)
+a = np.where(np.isfinite(x), np.abs(x), 0.0)
+exp = np.maximum(np.frexp(a)[1] - 1, 1 - fmt.bias)
+units = np.rint(np.ldexp(a, M - exp)).astype(np.int64)
+carry = units >> (M + 1)
+units, exp = np.where(carry, units >> 1, units), exp + carry
+e_field = np.where(units >= 2 ** M, exp + fmt.bias, 0)
+mag = (e_field << M) | (units & (2 ** M - 1))
+top = {"ieee": ((2 ** E - 1) << M) - 1, "fn": 2 ** (E + M) - 2, "none": 2 ** (E + M) - 1}[fmt.special]
+inf_or_nan = (2 ** E - 1) << M if fmt.special == "ieee" else top + 1
+over = top if saturate or fmt.special == "none" else inf_or_nan
+code = sign | np.where((mag > top) | np.isinf(x), over, mag)
+if fmt.special != "none":
+    payload = (x.view(np.int64) >> (52 - M)) & (2 ** M - 1) if fmt.nan_payload else 0
+    nan = ((2 ** E - 1) << M) | (1 << (M - 1)) | payload if fmt.special == "ieee" else 2 ** (E + M) - 1
+    code = np.where(np.isnan(x), sign | nan, code)
+return code
+"""
+
+
+def _float_mistake(*old_new: str) -> str:
+    body = _ENCODE_FLOAT
+    for old, new in zip(old_new[::2], old_new[1::2]):
+        assert old in body, old
+        body = body.replace(old, new)
+    return body
+
+
+MUTANTS["encode_float"] = {
+    "truncates the mantissa": _float_mistake("np.rint(np.ldexp(a, M - exp))", "np.floor(np.ldexp(a, M - exp))"),
+    "rounds ties away from zero": _float_mistake("np.rint(np.ldexp(a, M - exp))",
+                                                 "np.floor(np.ldexp(a, M - exp) + 0.5)"),
+    "no subnormals: flushes small values to zero": _float_mistake(
+        "a = np.where(np.isfinite(x), np.abs(x), 0.0)\n",
+        "a = np.where(np.isfinite(x), np.abs(x), 0.0)\na = np.where(a < 2.0 ** (1 - fmt.bias), 0.0, a)\n"),
+    "forgets the carry into the next binade (1.97 -> 1.0 in E4M3)": _float_mistake(
+        "units, exp = np.where(carry, units >> 1, units), exp + carry\n", ""),
+    "saturates by default (the old behaviour)": _float_mistake(
+        "over = top if saturate or fmt.special == \"none\" else inf_or_nan", "over = top"),
+    "ignores saturate (never saturates)": _float_mistake(
+        "over = top if saturate or fmt.special == \"none\" else inf_or_nan",
+        "over = top if fmt.special == \"none\" else inf_or_nan"),
+    "E4M3 saturates by default, as torch.float8_e4m3fn": _float_mistake(
+        "over = top if saturate or fmt.special == \"none\" else inf_or_nan",
+        "over = top if saturate or fmt.special != \"ieee\" else inf_or_nan"),
+    "E4M3 overflows to the IEEE INF pattern S.1111.000 (= 256)": _float_mistake(
+        "inf_or_nan = (2 ** E - 1) << M if fmt.special == \"ieee\" else top + 1", "inf_or_nan = (2 ** E - 1) << M"),
+    "overflow tested before rounding (65519 -> INF)": _float_mistake(
+        "np.where((mag > top) | np.isinf(x), over, mag)", "np.where((a > float_max(fmt)) | np.isinf(x), over, mag)"),
+    "saturate=True leaves INF as INF (E4M3: NaN)": _float_mistake(
+        "np.where((mag > top) | np.isinf(x), over, mag)",
+        "np.where(mag > top, over, np.where(np.isinf(x), inf_or_nan if fmt.special != \"none\" else top, mag))"),
+    "drops the sign of NaN": _float_mistake(
+        "code = np.where(np.isnan(x), sign | nan, code)", "code = np.where(np.isnan(x), nan, code)"),
+    "NaN without the quiet bit (BF16/E5M2 NaN becomes INF)": _float_mistake(
+        "((2 ** E - 1) << M) | (1 << (M - 1)) | payload", "((2 ** E - 1) << M) | payload"),
+    "drops the NaN payload of FP32/FP16": _float_mistake(
+        "payload = (x.view(np.int64) >> (52 - M)) & (2 ** M - 1) if fmt.nan_payload else 0", "payload = 0"),
+    "keeps the NaN payload in BF16 and E5M2 too": _float_mistake(" if fmt.nan_payload else 0", ""),
 }
 
 

@@ -17,11 +17,14 @@ class FloatFormat:
     exp_bits, man_bits: field widths; bias = 2^(exp_bits-1) - 1.
     special: "ieee" (exponent all ones: INF if mantissa 0, else NaN), "fn" (finite: no INF, only the all-ones code is
     NaN, as FP8 E4M3) or "none" (every code is a finite number, as FP4 E2M1).
+    nan_payload: a NaN converted to this format keeps the leading bits of its payload, quieted (FP32 and FP16, as
+    IEEE 754 conversions do); otherwise it becomes the format's one quiet NaN of its sign (BF16, FP8, as ml_dtypes).
     """
     name: str
     exp_bits: int
     man_bits: int
     special: str = "ieee"
+    nan_payload: bool = False
 
     @property
     def bias(self) -> int:
@@ -33,8 +36,9 @@ class FloatFormat:
 
 
 FORMATS = {f.name: f for f in (
-    FloatFormat("fp32", 8, 23), FloatFormat("fp16", 5, 10), FloatFormat("bf16", 8, 7),
-    FloatFormat("fp8_e4m3", 4, 3, "fn"), FloatFormat("fp8_e5m2", 5, 2), FloatFormat("fp4_e2m1", 2, 1, "none"),
+    FloatFormat("fp32", 8, 23, nan_payload=True), FloatFormat("fp16", 5, 10, nan_payload=True),
+    FloatFormat("bf16", 8, 7), FloatFormat("fp8_e4m3", 4, 3, "fn"), FloatFormat("fp8_e5m2", 5, 2),
+    FloatFormat("fp4_e2m1", 2, 1, "none"),
 )}
 
 
@@ -119,33 +123,43 @@ def float_max(fmt: FloatFormat) -> float:
     return (2.0 - 2.0 ** -M) * 2.0 ** (2 ** E - 1 - fmt.bias)
 
 
-def encode_float(x, fmt: FloatFormat) -> np.ndarray:
-    """Nearest codes of `fmt` for real values: round to nearest, ties to even mantissa, saturating at the largest value.
+def encode_float(x, fmt: FloatFormat, saturate: bool = False) -> np.ndarray:
+    """Nearest codes of `fmt` for real values: round to nearest, ties to even; beyond the range INF/NaN, or saturate.
 
     Args:
-        x: float array-like (float64 or narrower).
+        x: float array-like of any shape, converted to float64 first (a float32 signalling NaN arrives quiet).
         fmt: a FloatFormat.
+        saturate: False (IEEE 754, OCP's non-saturating conversion): a value that rounds beyond the largest finite
+            value becomes +-INF (FP32, FP16, BF16, E5M2) or NaN (E4M3 has no INF), and +-INF does too. True
+            ("satfinite"): both become +-largest. FP4 E2M1 has neither INF nor NaN: it saturates either way.
     Returns:
-        int64 array of bit patterns, x's shape. NaN -> the format's NaN code (ValueError if it has none); +-INF -> INF
-        where the format has it, else +-largest; finite values beyond the largest -> +-largest.
-    Math: quantum = 2^(max(floor(log2|x|), 1 - bias) - M); |x| -> round_half_even(|x| / quantum) * quantum.
+        int64 array of bit patterns, x's shape. NaN -> a quiet NaN of its sign: with the leading bits of its payload
+        where fmt.nan_payload (FP32, FP16), else the format's only one (BF16 0x7FC0, E5M2 0x7E, E4M3 0x7F);
+        ValueError for FP4 E2M1, which has no NaN.
+    Math: quantum = 2^(max(floor(log2|x|), 1 - bias) - M); |x| -> round_half_even(|x| / quantum) * quantum with no
+        upper limit on the exponent; overflow = the rounded value exceeds float_max(fmt).
     """
-    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore"):                     # widening a signalling NaN sets the invalid flag
+        x = np.asarray(x, dtype=np.float64)
     E, M = fmt.exp_bits, fmt.man_bits
     if fmt.special == "none" and np.isnan(x).any():
         raise ValueError(f"{fmt.name} has no NaN code, got NaN input")
+    if not isinstance(saturate, (bool, np.bool_)):
+        raise TypeError(f"saturate: expected True or False, got {saturate!r}")
     sign = np.signbit(x).astype(np.int64) << (E + M)
-    a = np.minimum(np.nan_to_num(np.abs(x), posinf=np.inf), float_max(fmt))   # saturate (INF handled below)
+    a = np.where(np.isfinite(x), np.abs(x), 0.0)            # INF and NaN get their codes below
     exp = np.maximum(np.frexp(a)[1] - 1, 1 - fmt.bias)      # exponent of the binade, subnormals share 1 - bias
     units = np.rint(np.ldexp(a, M - exp)).astype(np.int64)  # value in quanta of 2^(exp - M), ties to even
     carry = units >> (M + 1)                                # rounding up to the next binade: 2^(M+1) quanta
     units, exp = np.where(carry, units >> 1, units), exp + carry
-    normal = units >= 2 ** M
-    e_field = np.where(normal, exp + fmt.bias, 0)
-    code = sign | (e_field << M) | (units & (2 ** M - 1))
-    if fmt.special == "ieee":
-        code = np.where(np.isinf(x), sign | ((2 ** E - 1) << M), code)
-        code = np.where(np.isnan(x), ((2 ** E - 1) << M) | (1 << (M - 1)), code)
-    elif fmt.special == "fn":
-        code = np.where(np.isnan(x), (2 ** (E + M)) - 1, code)
+    e_field = np.where(units >= 2 ** M, exp + fmt.bias, 0)  # may pass the field's top: that is the overflow
+    mag = (e_field << M) | (units & (2 ** M - 1))           # codes grow with |value|: compare with the largest's
+    top = {"ieee": ((2 ** E - 1) << M) - 1, "fn": 2 ** (E + M) - 2, "none": 2 ** (E + M) - 1}[fmt.special]
+    inf_or_nan = (2 ** E - 1) << M if fmt.special == "ieee" else top + 1    # E4M3: NaN, S.1111.111
+    over = top if saturate or fmt.special == "none" else inf_or_nan
+    code = sign | np.where((mag > top) | np.isinf(x), over, mag)
+    if fmt.special != "none":
+        payload = (x.view(np.int64) >> (52 - M)) & (2 ** M - 1) if fmt.nan_payload else 0   # float64's leading bits
+        nan = ((2 ** E - 1) << M) | (1 << (M - 1)) | payload if fmt.special == "ieee" else 2 ** (E + M) - 1
+        code = np.where(np.isnan(x), sign | nan, code)
     return code
