@@ -92,6 +92,23 @@ def test_notebook_structure(lab):
 
 
 @pytest.mark.parametrize("lab", LABS)
+def test_every_section_states_its_time_and_the_introduction_their_sum(lab):
+    import re
+    nb = nbformat.read(source_of(lab), as_version=4)
+    minutes = {}
+    for cell in nb.cells:
+        heading = re.match(r"## (\d+)\. ", cell.source) if cell.cell_type == "markdown" else None
+        if heading:
+            stated = re.search(r"^\*About (\d+) minutes\.\*$", cell.source, re.M)
+            assert stated, f"{lab} section {heading[1]} states no time (*About N minutes.* under its heading)"
+            minutes[int(heading[1])] = int(stated[1])
+    assert minutes and sorted(minutes) == list(range(1, len(minutes) + 1)), f"{lab}: sections {sorted(minutes)}"
+    total = sum(minutes.values())
+    said = f"About {total // 60} h {total % 60:02d} min of work" if total % 60 else f"About {total // 60} hours of work"
+    assert said in nb.cells[0].source, f"{lab}: the introduction should say '{said}' (the sections' sum)"
+
+
+@pytest.mark.parametrize("lab", LABS)
 def test_every_exercise_has_mutants(lab):
     mutants, parts = load_mutants(lab), sections(nbformat.read(source_of(lab), as_version=4))
     assert set(mutants) == set(parts), f"mutants missing for {set(parts) - set(mutants)}, unknown {set(mutants) - set(parts)}"

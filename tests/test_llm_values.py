@@ -175,6 +175,55 @@ def test_quantize_int4_groups_symmetric_hand_worked():
     assert zero.tolist() == [[8, 8]]
 
 
+def test_quantize_int4_groups_constant_and_one_signed_groups():
+    # Lab 03's range always contains 0. [0.5] * 4: range [0, 0.5], s = 0.5 / 15 = 1 / 30, Z = round(-8 - 0) = -8 ->
+    # zero 0, codes round(0.5 * 30) - 8 + 8 = 15: stored exactly. [0] * 4: zero width -> s = 1 (Lab 03's rule),
+    # Z = -8, codes = zero = 0. [1, 2.2, 3, 3.75]: range [0, 3.75], s = 0.25, zero 0, codes 4, round(8.8) = 9, 12, 15:
+    # within half a step (a range clamped to [min, max] = [1, 3.75] with z = round(-1 / s) = -5 -> 0 would store
+    # 3.75 as 2.75).
+    w = torch.tensor([[0.5, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 1.0, 2.2, 3.0, 3.75]])
+    codes, scale, zero = quantize_int4_groups(w, group_size=4)
+    assert codes.tolist() == [[15, 15, 15, 15, 0, 0, 0, 0, 4, 9, 12, 15]]
+    assert_close(scale, torch.tensor([[1 / 30, 1.0, 0.25]]))
+    assert zero.tolist() == [[0, 0, 0]]
+    assert_close(dequantize_int4_groups(codes, scale, zero, 4),
+                 torch.tensor([[0.5] * 4 + [0.0] * 4 + [1.0, 2.25, 3.0, 3.75]]))
+    # symmetric: an all-zero group gets s = 1 and codes 8 = its zero; a constant -0.7 group s = 0.1, round(-7) + 8 = 1
+    codes, scale, zero = quantize_int4_groups(torch.tensor([[0.0, 0.0, -0.7, -0.7]]), group_size=2, symmetric=True)
+    assert codes.tolist() == [[8, 8, 1, 1]] and zero.tolist() == [[8, 8]]
+    assert_close(scale, torch.tensor([[1.0, 0.1]]))
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_quantize_int4_groups_matches_the_unsigned_formula_and_rounds_within_half_a_step(symmetric):
+    # groups of real weights hold both signs: there the unsigned textbook formula (s = (max - min) / 15,
+    # z = round(-min / s), q = clamp(round(w / s) + z, 0, 15); symmetric s = max|w| / 7, q = round(w / s) + 8) agrees
+    w = torch.randn(16, 192, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.1, 3, 192)
+    x = w.numpy().astype(np.float64).reshape(16, -1, 64)
+    if symmetric:
+        s = np.abs(x).max(-1) / 7
+        z = np.full_like(s, 8.0)
+        q = np.clip(np.round(x / s[..., None]), -8, 7) + 8
+    else:
+        s = (x.max(-1) - x.min(-1)) / 15
+        z = np.round(-x.min(-1) / s)
+        q = np.clip(np.round(x / s[..., None]) + z[..., None], 0, 15)
+    codes, scale, zero = quantize_int4_groups(w, 64, symmetric)
+    got = dequantize_int4_groups(codes, scale, zero, 64)
+    assert np.allclose(got.numpy(), ((q - z[..., None]) * s[..., None]).reshape(16, 192), rtol=1e-5, atol=1e-6)
+    assert bool(((got - w).abs() <= scale.repeat_interleave(64, 1) / 2 + 1e-6).all())
+    assert codes.dtype == torch.uint8 and zero.dtype == torch.uint8 and scale.shape == (16, 3)
+
+
+def test_quantize_int4_groups_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="multiple of group_size=64"):
+        quantize_int4_groups(torch.randn(4, 100), 64)
+    with pytest.raises(ValueError, match="multiple of group_size=4"):
+        quantize_int4_groups(torch.randn(8), 4)
+    with pytest.raises(TypeError, match="tensor w"):
+        quantize_int4_groups([[0.0] * 4], 4)
+
+
 def test_pack_unpack_int4_hand_worked():
     # column 2j in the low nibble: [1, 2] -> 0x21 = 33, [3, 4] -> 0x43 = 67, [15, 0] -> 0x0F, [0, 15] -> 0xF0
     codes = torch.tensor([[1, 2, 3, 4], [15, 0, 0, 15]], dtype=torch.uint8)

@@ -720,6 +720,40 @@ def test_kmeans_quantize_hand_worked():
     assert_close(codebook, torch.tensor([0.3525, 1.0]))
 
 
+def test_kmeans_quantize_linear_start_and_three_groups():
+    # n_iter = 0 is the linear start itself: [1, 5] at 2 bits -> 1, 1 + 4/3, 1 + 8/3, 5; 1 -> 0, 5 -> 3
+    codebook, idx = kmeans_quantize(torch.tensor([1.0, 5.0]), 2, 0)
+    assert_close(codebook, torch.tensor([1.0, 7 / 3, 11 / 3, 5.0]))
+    assert idx.tolist() == [0, 3]
+    # 1 bit from [0, 3.1]: {0, .1, .2, 1, 1.1, 1.2} below the midpoint 1.55, {3, 3.1} above -> [0.6, 3.05]; the new
+    # midpoint 1.825 splits the same way, so it stays there
+    w = torch.tensor([0.0, 0.1, 0.2, 1.0, 1.1, 1.2, 3.0, 3.1])
+    codebook, idx = kmeans_quantize(w, 1, n_iter=10)
+    assert_close(codebook, torch.tensor([0.6, 3.05]))
+    assert idx.dtype == torch.int64 and idx.tolist() == [0] * 6 + [1] * 2
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_kmeans_quantize_beats_linear_levels_on_gaussian_weights(bits):
+    g = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    codebook, idx = kmeans_quantize(g, bits)
+    assert codebook.dtype == torch.float32 and codebook.shape == (2 ** bits,) and idx.shape == g.shape
+    err = ((codebook[idx] - g) ** 2).mean()
+    assert err < ((fake_quantize(g, bits) - g) ** 2).mean(), "k-means beats linear quantization"
+    assert torch.equal(idx, (g.flatten()[:, None] - codebook[None]).abs().argmin(1).reshape(g.shape)), "nearest centroid"
+    cb0, idx0 = kmeans_quantize(g, bits, 0)
+    assert err < ((cb0[idx0] - g) ** 2).mean(), "Lloyd rounds lower the error of the linear start"
+
+
+def test_kmeans_quantize_rejects_bad_input():
+    with pytest.raises(TypeError, match="float tensor"):
+        kmeans_quantize(torch.arange(4), 1)
+    with pytest.raises(TypeError, match="float tensor"):
+        kmeans_quantize([0.0, 1.0], 1)
+    with pytest.raises(ValueError, match="n_bits"):
+        kmeans_quantize(torch.ones(4), 9)
+
+
 # ------------------------------------------------------------------------------------------------ Lab 02 helpers
 def test_huffman_lengths_clrs_example():
     # CLRS (3rd ed.) Fig. 16.5: a:45 b:13 c:12 d:16 e:9 f:5 -> code lengths 1, 3, 3, 3, 4, 4

@@ -208,32 +208,6 @@ MUTANTS = {
         "forgets the bias": "return _to_int32(q_x.to(torch.int64) @ q_w.to(torch.int64).T)",
         "accumulates in int8 (wraps around)": "return (q_x.to(torch.int64) @ q_w.to(torch.int64).T + q_bias).to(torch.int8).to(torch.int32)",
     },
-    "kmeans_quantize": {
-        "never updates the centroids (linear levels)": """
-            codebook = torch.linspace(float(flat.min()), float(flat.max()), 2 ** n_bits)
-            return codebook, (flat[:, None] - codebook[None, :]).abs().argmin(1).reshape(w.shape)
-        """,
-        "random initialisation from the data": """
-            codebook = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:2 ** n_bits]].clone()
-            assign = lambda: (flat[:, None] - codebook[None, :]).abs().argmin(1)
-            for _ in range(n_iter):
-                indices = assign()
-                sums = torch.zeros_like(codebook).index_add_(0, indices, flat)
-                counts = torch.bincount(indices, minlength=codebook.numel())
-                codebook = torch.where(counts > 0, sums / counts.clamp(min=1), codebook)
-            return codebook, assign().reshape(w.shape)
-        """,
-        "returns the assignment from before the last update": """
-            codebook = torch.linspace(float(flat.min()), float(flat.max()), 2 ** n_bits)
-            indices = (flat[:, None] - codebook[None, :]).abs().argmin(1)
-            for _ in range(n_iter):
-                sums = torch.zeros_like(codebook).index_add_(0, indices, flat)
-                counts = torch.bincount(indices, minlength=codebook.numel())
-                codebook = torch.where(counts > 0, sums / counts.clamp(min=1), codebook)
-                old, indices = indices, (flat[:, None] - codebook[None, :]).abs().argmin(1)
-            return codebook, old.reshape(w.shape)
-        """,
-    },
     "kmeans_size_bits": {
         "forgets the codebook": "return n_weights * n_bits",
         "codebook of n_bits entries": "return n_weights * n_bits + n_bits * codebook_bits",

@@ -68,40 +68,6 @@ MUTANTS = {
             return out, k, v
         """,
     },
-    "quantize_int4_groups": {
-        "16 steps instead of 15 (2^b, not 2^b - 1)": """
-            if symmetric:
-                scale = (groups.abs().amax(dim=-1) / 8).clamp(min=1e-8)
-                zero = torch.full_like(scale, 8.0)
-                codes = torch.round(groups / scale[..., None]).clamp(-8, 7) + 8
-            else:
-                lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
-                scale = ((hi - lo) / 16).clamp(min=1e-8)
-                zero = torch.round(-lo / scale).clamp(0, 15)
-                codes = (torch.round(groups / scale[..., None]) + zero[..., None]).clamp(0, 15)
-            return codes.reshape(out_f, in_f).to(torch.uint8), scale, zero.to(torch.uint8)
-        """,
-        "truncates instead of rounding": """
-            if symmetric:
-                scale = (groups.abs().amax(dim=-1) / 7).clamp(min=1e-8)
-                zero = torch.full_like(scale, 8.0)
-                codes = torch.trunc(groups / scale[..., None]).clamp(-8, 7) + 8
-            else:
-                lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
-                scale = ((hi - lo) / 15).clamp(min=1e-8)
-                zero = torch.round(-lo / scale).clamp(0, 15)
-                codes = (torch.trunc(groups / scale[..., None]) + zero[..., None]).clamp(0, 15)
-            return codes.reshape(out_f, in_f).to(torch.uint8), scale, zero.to(torch.uint8)
-        """,
-        "groups along the output dimension": """
-            g = w.float().T.reshape(in_f, out_f // group_size, group_size)
-            lo, hi = g.amin(dim=-1), g.amax(dim=-1)
-            scale = ((hi - lo) / 15).clamp(min=1e-8)
-            zero = torch.round(-lo / scale).clamp(0, 15)
-            codes = (torch.round(g / scale[..., None]) + zero[..., None]).clamp(0, 15)
-            return codes.reshape(in_f, out_f).T.contiguous().to(torch.uint8), scale.T.contiguous(), zero.T.contiguous().to(torch.uint8)
-        """,
-    },
     "pack_int4": {
         "even column in the high nibble": "return (codes[:, 0::2] << 4) | codes[:, 1::2]",
         "halves instead of neighbours": "return codes[:, :codes.shape[1] // 2] | (codes[:, codes.shape[1] // 2:] << 4)",

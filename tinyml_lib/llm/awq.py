@@ -4,11 +4,13 @@
 
 AWQ: J. Lin et al., "AWQ: Activation-aware Weight Quantization for LLM Compression and Acceleration", MLSys 2024.
 Math: w_hat = (q - z) * s per group of `group_size` input channels; AWQ quantizes W diag(s) and divides the input by
-s, with s = s_X^alpha searched on calibration activations.
+s, with s = s_X^alpha searched on calibration activations. The group quantizer is Lab 03's linear_quantize.
 """
 from dataclasses import dataclass
 
 import torch
+
+from tinyml_lib.quantization.linear import linear_quantize
 
 
 @dataclass(frozen=True)
@@ -28,31 +30,25 @@ def dequantize_int4_groups(codes: torch.Tensor, scale: torch.Tensor, zero: torch
 
 def quantize_int4_groups(w: torch.Tensor, group_size: int = 64,
                          symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Round-to-nearest 4-bit quantization with one scale (and zero point) per group of input channels.
+    """Round-to-nearest 4-bit group quantization: Lab 03's linear_quantize per group, codes shifted to unsigned.
 
     Args:
-        w: (out, in) float32 weights, in % group_size == 0.
+        w: (out, in) float weights, in % group_size == 0.
         group_size: input channels per group.
-        symmetric: zero point fixed at 8 and scale max|w| / 7, instead of the min/max (asymmetric) range.
+        symmetric: Lab 03's symmetric range (S = max|w| / 7, Z = 0) instead of the asymmetric min/max range.
     Returns:
         (codes (out, in) uint8 in [0, 15], scale (out, in // group_size) float32, zero (out, in // group_size) uint8).
-    Math: asymmetric s = (max - min) / 15, z = round(-min / s), q = clamp(round(w / s) + z, 0, 15);
-        symmetric s = max|w| / 7, z = 8, q = clamp(round(w / s), -8, 7) + 8; s clamped to >= 1e-8.
+    Math: (q, S, Z) = linear_quantize(w, 4, symmetric, group_size=g), q in [-8, 7]; codes = q + 8, zero = Z + 8, so
+        (codes - zero) S = (q - Z) S. Asymmetric S = (max - min) / 15 over the group's range widened to contain 0;
+        an all-zero group has S = 1 (Lab 03's rule) and codes = zero (0 asymmetric, 8 symmetric): exactly 0.
     """
-    if w.ndim != 2 or w.shape[1] % group_size:
-        raise ValueError(f"w: expected (out, in) with in a multiple of {group_size}, got {tuple(w.shape)}")
-    out_f, in_f = w.shape
-    groups = w.float().reshape(out_f, in_f // group_size, group_size)  # (out, n_groups, g)
-    if symmetric:
-        scale = (groups.abs().amax(dim=-1) / 7).clamp(min=1e-8)
-        zero = torch.full_like(scale, 8.0)
-        codes = torch.round(groups / scale[..., None]).clamp(-8, 7) + 8
-    else:
-        lo, hi = groups.amin(dim=-1), groups.amax(dim=-1)
-        scale = ((hi - lo) / 15).clamp(min=1e-8)
-        zero = torch.round(-lo / scale).clamp(0, 15)
-        codes = (torch.round(groups / scale[..., None]) + zero[..., None]).clamp(0, 15)
-    return codes.reshape(out_f, in_f).to(torch.uint8), scale, zero.to(torch.uint8)
+    if not isinstance(w, torch.Tensor) or not isinstance(group_size, int):
+        raise TypeError(f"expected a tensor w and an int group_size, got {type(w).__name__}, {group_size!r}")
+    if w.ndim != 2 or group_size < 1 or w.shape[1] % group_size:
+        raise ValueError(f"w: expected (out, in) with in a multiple of group_size={group_size}, got {tuple(w.shape)}")
+    q, scale, zero = linear_quantize(w.detach().float(), 4, symmetric, group_size=group_size)  # (out, in) each
+    first = slice(None, None, group_size)        # Lab 03 repeats a group's S and Z over its columns: keep one
+    return (q + 8).to(torch.uint8), scale[:, first].contiguous(), (zero[:, first] + 8).to(torch.uint8)
 
 
 def pack_int4(codes: torch.Tensor) -> torch.Tensor:

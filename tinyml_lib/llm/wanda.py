@@ -34,6 +34,8 @@ def magnitude_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
         sparsity: fraction of each row to prune, 0 <= sparsity < 1.
     Returns:
         (out, in) bool, True = keep; every row drops exactly int(sparsity * in) weights, the smallest |w|.
+    Not Lab 02's magnitude_mask (tinyml_lib.pruning), which ranks the whole tensor at once: here every output row
+    keeps the same number of weights, as Wanda's mask does, so the two masks compare like with like.
     """
     _check_mask_args(w, sparsity)
     return row_mask(w.abs(), sparsity)

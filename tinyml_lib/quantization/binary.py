@@ -40,6 +40,8 @@ def pack_signs(x) -> np.ndarray:
         x: (M, K) float array-like or tensor of +-1 (any value: its sign counts, 0 -> +1).
     Returns:
         (M, ceil(K / 32)) uint32 NumPy array; element k of a row is bit k % 32 of word k // 32; padding bits are 0.
+    Lab 07's SparseInfer `pack_signs` (tinyml_lib.llm.sparseinfer) sets the opposite bit (1 = negative): XOR there
+    counts negative products, and its zero padding never counts as one; here XNOR counts agreements (+1 = bit 1).
     """
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if x.ndim != 2:
