@@ -4,7 +4,7 @@ The student workspace (autograders/workspace.py), the instructor's bundle (the s
 grading's sandbox (autograders/classroom.py) all build their library from the course's with these functions:
 
 * a lab's *unit* is the top-level entry of tinyml_lib its export cells write (`metrics`, `pruning`, `quantization`,
-  `llm`): the workspace swaps it as a whole (the student's own, the reference, or stubs);
+  `low_bit`, `llm`): the workspace swaps it as a whole (the student's own, the reference, or stubs);
 * `stub_module` keeps a generated module's signatures, docstrings and constants, and makes every function raise an
   error that names its lab, section and how to get it;
 * `withhold_kernels` replaces a kernel source that holds the answer to a graded kernel exercise by a one-line note;

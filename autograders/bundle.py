@@ -44,7 +44,8 @@ START = """\
 Run `make lab` here (Python 3.11 and a C++ compiler needed; the first run installs for a few minutes), open the
 URL it prints and start with the first lab folder. Each lab's last cell exports your answers into `lib/`, the
 library later labs import. Labs marked due by your instructor use the reference library where you have not
-exported your own. Hand in the notebook `labNN_topic/labNN_topic.ipynb` of each lab.
+exported your own. Hand in the notebook `labNN_topic/labNN_topic.ipynb` of each lab (Lab 03 comes in two parts,
+`lab03_quantization` and `lab03b_low_bit`: two notebooks).
 Without `make`: see the course README ("Set-up without make"), with `PYTHONPATH=lib` for JupyterLab.
 """
 

@@ -2,7 +2,7 @@
 // float32 GEMM with the same loop structure that it is measured against.
 //
 // Layout: A (M, W) and B (N, W) uint32, W = ceil(K / 32) words per row; element k of a row is bit k % 32 of word
-// k / 32, bit 1 = +1, bit 0 = -1, padding bits 0 in both (Lab 03's `pack_signs`). C (M, N) int32.
+// k / 32, bit 1 = +1, bit 0 = -1, padding bits 0 in both (Lab 03b's `pack_signs`). C (M, N) int32.
 //   C[r, c] = sum_k a_k b_k = (#agree - #disagree) = K - 2 popcount(A[r] XOR B[c])  (padding bits never disagree).
 // The float baselines take A (M, K) and B (N, K) float32 and write C (M, N) float32 = A B^T.
 //

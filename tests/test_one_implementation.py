@@ -16,6 +16,7 @@ import tinyml_lib.llm.awq as awq
 import tinyml_lib.quantization.kmeans as kmeans_module
 from autograders.course import ROOT, lab_names
 from autograders.mutation import load_mutants
+from tinyml_lib.export import lab_number
 from tinyml_lib.pruning import folding
 from tinyml_lib.quantization import linear
 
@@ -48,7 +49,7 @@ def test_a_function_graded_in_two_labs_says_why_in_the_later_one():
     for lab in lab_names():
         for name, doc in graded_functions(lab).items():
             if name in first:
-                earlier = f"Lab {first[name][3:5]}'s {name}"
+                earlier = f"Lab {lab_number(first[name])}'s {name}"
                 assert earlier in doc, (f"{name} is graded in {first[name]} and again in {lab}: import the earlier one "
                                         f"from tinyml_lib, or say in the docstring why it differs ('{earlier} ...')")
             else:

@@ -1,7 +1,7 @@
-"""Value tests of Lab 03's quantization library (and the Deep-Compression/OBD helpers of Lab 02) against references
-that do not come from the code under test: PyTorch's own float dtypes, NumPy's integer views, published constants
-(OCP FP8/MX, IEEE 754, Banner et al.'s ACIQ optima, CLRS's Huffman example) and small cases worked by hand (the
-arithmetic is in the comments). Fast: tiny tensors only, no model downloads.
+"""Value tests of the quantization libraries of Labs 03 and 03b (and the Deep-Compression/OBD helpers of Lab 02)
+against references that do not come from the code under test: PyTorch's own float dtypes, NumPy's integer views,
+published constants (OCP FP8/MX, IEEE 754, Banner et al.'s ACIQ optima, CLRS's Huffman example) and small cases worked
+by hand (the arithmetic is in the comments). Fast: tiny tensors only, no model downloads.
 """
 
 import ml_dtypes
@@ -11,18 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinyml_lib.low_bit.binary import binarize_bwn, pack_signs, ternarize_twn, xnor_popcount_matmul
+from tinyml_lib.low_bit.clipping import aciq_expected_mse, kl_optimal_clip, mse_optimal_clip, quantize_clipped
+from tinyml_lib.low_bit.qat import fake_quant_ste
 from tinyml_lib.pruning import obd_saliency
 from tinyml_lib.pruning.compression import compressed_bits, huffman_lengths
-from tinyml_lib.quantization.binary import binarize_bwn, pack_signs, ternarize_twn, xnor_popcount_matmul
 from tinyml_lib.quantization.formats import (FORMATS, decode_fixed_point, decode_float, encode_fixed_point,
                                              encode_float, float_max)
 from tinyml_lib.quantization.integer import (exact_int_conv2d, fold_batchnorm, fold_bias, int_cnn_forward, int_conv2d,
                                              int_linear, integerize_cnn, quantize_multiplier, requantize)
 from tinyml_lib.quantization.kmeans import codebook_gradient, kmeans_quantize, kmeans_size_bits
-from tinyml_lib.quantization.linear import (aciq_expected_mse, dequantize, fake_quantize, kl_optimal_clip,
-                                            linear_quantize, mse_optimal_clip, quant_range, quantize,
-                                            quantize_clipped, scale_zero_point)
-from tinyml_lib.quantization.qat import fake_quant_ste
+from tinyml_lib.quantization.linear import (dequantize, fake_quantize, linear_quantize, quant_range, quantize,
+                                            scale_zero_point)
 
 # torch's own dtypes for the formats; (bits, unsigned integer view dtype, signed integer view dtype)
 TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch.float8_e4m3fn,

@@ -8,6 +8,7 @@ from nbgrader.utils import compute_checksum
 from autograders.course import ROOT, lab_names
 from autograders.mutation import SOLUTION_REGION, mutate
 from autograders.release_stubs import teach_source, teach_stubs
+from tinyml_lib.export import lab_number
 
 LABS = lab_names()
 PY_STUB = re.compile(r'^(?P<indent>[ \t]*)raise NotImplementedError\("(?P<name>\w+) \((?P<section>§\d+ [^"]+)\): '
@@ -60,7 +61,10 @@ def test_kernel_skeletons_compile_on_the_cpu_tier(lab, monkeypatch):
     from tinyml_lib.kernels import gpu_tier, load_kernel
     monkeypatch.setattr(gpu_tier, "gpu_available", lambda: False)
     cells = kernel_cells(lab)
-    assert cells, f"{lab} has no kernel exercise"
+    if not cells:  # a lab in two parts (lab03_quantization, lab03b_low_bit) has its kernel exercise in one of them
+        parts = [other for other in LABS if lab_number(other)[:2] == lab_number(lab)[:2]]
+        assert len(parts) > 1 and any(kernel_cells(other) for other in parts), f"{lab} has no kernel exercise"
+        pytest.skip(f"{lab}: the kernel exercise is in the lab's other part")
     for cell in cells:
         assert C_STUB.search(cell.source), "the kernel's work is a `// YOUR CODE HERE` comment"
         namespace = {}

@@ -107,7 +107,7 @@ def test_stub_names_lab_section_and_function_and_a_withheld_kernel_says_why(fres
         "from tinyml_lib.kernels import load_kernel\n"
         "try:\n    load_kernel('../lib/kernels/int8_gemm.cu', 'int8_gemm_v3')\nexcept FileNotFoundError as e:\n    print(e)\n"))
     assert "count_params (Lab 01 §1 Parameters and model size)" in out and "make reveal LAB=lab01_metrics" in out
-    assert "int8_gemm.cu: this file answers a graded kernel exercise of lab03_quantization" in out
+    assert "int8_gemm.cu: this file answers a graded kernel exercise of lab03b_low_bit" in out
 
 
 def answered_notebook(ws: Path, lab: str, answered: set[str]) -> Path:

@@ -1,5 +1,5 @@
 """kernels/xnor_gemm.cu: both versions and the float baselines vs the +-1 matmul on ragged and even shapes (CPU tier;
-GPU when present); the bit layout is Lab 03's pack_signs; bounds/race checks; one word load covers 32 products; the
+GPU when present); the bit layout is Lab 03b's pack_signs; bounds/race checks; one word load covers 32 products; the
 XNOR kernel beats the float32 kernel of the same loop structure by the lab's target, in one run."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from tinyml_lib.grading import assert_speedup, target
 from tinyml_lib.kernels import gpu_available
 from tinyml_lib.kernels.xnor_gemm import VERSIONS, pack_sign_rows, sgemm_nt, xnor_gemm, xnor_gemm_ref
-from tinyml_lib.quantization.binary import pack_signs, xnor_popcount_matmul
+from tinyml_lib.low_bit.binary import pack_signs, xnor_popcount_matmul
 
 needs_gpu = pytest.mark.skipif(not gpu_available(), reason="no CUDA device (CuPy missing or cupy.is_available() False)")
 SHAPES = [(1, 1, 1), (37, 45, 70), (64, 64, 128), (5, 130, 33), (16, 17, 1000)]
@@ -60,7 +60,7 @@ def test_xnor_beats_the_float_kernel_of_the_same_structure():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((128, 2048)).astype(np.float32), rng.standard_normal((128, 2048)).astype(np.float32)
     a_bits, b_bits = pack_sign_rows(a), pack_sign_rows(b)
-    assert_speedup(lambda: xnor_gemm(a_bits, b_bits, 2048), lambda: sgemm_nt(a, b), target("lab03.xnor_speedup"))
+    assert_speedup(lambda: xnor_gemm(a_bits, b_bits, 2048), lambda: sgemm_nt(a, b), target("lab03b.xnor_speedup"))
 
 
 def test_rejects_bad_input():

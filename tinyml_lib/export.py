@@ -28,6 +28,7 @@ EXPORT_LINE = re.compile(r"^# export -> tinyml_lib/(?P<path>[\w/]+\.py)\s*$")
 MARKERS = {"### BEGIN SOLUTION", "### END SOLUTION"}
 LIBRARY_ONLY = re.compile(r"^(?P<indent>\s*)# library: (?P<code>.*)$")
 HEADING = re.compile(r"^## (?P<number>\d+)\.\s*(?P<title>.+)$", re.M)
+LAB_NAME = re.compile(r"lab(?P<number>\d\d[a-z]?)_\w+")  # lab01_metrics; a lab in two parts: lab03_..., lab03b_...
 
 
 def exported_cells(notebook: Path) -> list[tuple[str, str]]:
@@ -68,12 +69,20 @@ def exported_functions(notebook: Path) -> dict[str, str]:
     return found
 
 
+def lab_number(lab: str) -> str:
+    """The number of a lab as its title gives it: "lab01_metrics" -> "01", "lab03b_low_bit" -> "03b"."""
+    match = LAB_NAME.fullmatch(lab)
+    if not match:
+        raise ValueError(f"expected a lab name like 'lab01_metrics' or 'lab03b_low_bit', got {lab!r}")
+    return match["number"]
+
+
 def stub_message(name: str, lab: str | None, section: str = "") -> str:
     """What a stub of a library function says: which lab and section teach it, and how to get it."""
     if lab is None:
         return f"{name} is part of a lab whose answers are not in this library"
-    return (f"{name} (Lab {lab[3:5]} {section}) is not in your library yet: finish it in {lab}/{lab}.ipynb and run "
-            f"that lab's export cell (tinyml_lib.student.export_lab), or use the reference with "
+    return (f"{name} (Lab {lab_number(lab)} {section}) is not in your library yet: finish it in {lab}/{lab}.ipynb "
+            f"and run that lab's export cell (tinyml_lib.student.export_lab), or use the reference with "
             f"`make reveal LAB={lab}` once you may see it")
 
 

@@ -15,17 +15,15 @@ from __future__ import annotations
 import ast
 import json
 import os
-import re
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from tinyml_lib.export import exported_cells, exported_functions, stub_module
+from tinyml_lib.export import LAB_NAME, exported_cells, exported_functions, stub_module
 
 LIB = Path(__file__).resolve().parent
 STATE = LIB.parent / "workspace.json"   # written by autograders/workspace.py next to the workspace's tinyml_lib
 EXPORTED = "# Exported by tinyml_lib.student.export_lab from your notebook"
-LAB_NAME = re.compile(r"lab\d\d_\w+")
 
 
 def in_workspace() -> bool:

@@ -34,6 +34,20 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
     return 100.0 * correct / total
 
 
+@torch.no_grad()
+def accuracy(model_or_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    """Top-1 accuracy in percent of a model (left in eval mode) or of any function images -> logits, on tensors.
+
+    Args:
+        model_or_fn: nn.Module or callable, (B, C, H, W) float32 -> (B, classes) logits.
+        x: (N, C, H, W) float32 images.  y: (N,) int64 labels.  batch: images per call.
+    """
+    if isinstance(model_or_fn, nn.Module):
+        model_or_fn.eval()
+    hits = sum((model_or_fn(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum().item() for i in range(0, len(y), batch))
+    return 100.0 * hits / len(y)
+
+
 def train_classifier(model: nn.Module, train: DataLoader, config: TrainConfig = TrainConfig(),
                      progress: bool = True) -> dict:
     """Train `model` in place with cross-entropy; returns {"seconds", "final_loss", "steps"}.

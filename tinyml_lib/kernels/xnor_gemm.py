@@ -1,7 +1,7 @@
 """XNOR-popcount GEMM of packed sign bits and its float32 baseline: reference and launchers for kernels/xnor_gemm.cu.
 
 Math: for a, b in {-1, +1}^K stored as bits (1 = +1), a . b = K - 2 popcount(a XOR b). Rastegari et al., XNOR-Net,
-ECCV 2016. The bit layout is Lab 03's `pack_signs` (element k in bit k % 32 of word k // 32, padding bits 0).
+ECCV 2016. The bit layout is Lab 03b's `pack_signs` (element k in bit k % 32 of word k // 32, padding bits 0).
 """
 from functools import lru_cache
 

@@ -22,8 +22,8 @@ def pack_signs(x: np.ndarray) -> np.ndarray:
         x: (..., d) float array.
     Returns:
         (..., ceil(d / 32)) uint32; bit (j % 32) of word j // 32 is 1 iff x[..., j] < 0; padding bits are 0.
-    Same word layout as Lab 03's pack_signs (tinyml_lib.quantization.binary), opposite bit: 1 marks a negative value,
-    so that XOR counts the negative products and the zero padding never counts as one (Lab 03's 1 marks x >= 0, for
+    Same word layout as Lab 03b's pack_signs (tinyml_lib.low_bit.binary), opposite bit: 1 marks a negative value,
+    so that XOR counts the negative products and the zero padding never counts as one (Lab 03b's 1 marks x >= 0, for
     XNOR); and any leading shape, not only (M, K).
     """
     x = np.asarray(x)
