@@ -44,3 +44,21 @@ def test_gpt_checkpoint_reproduces_its_record():
     assert record["val_loss"] < 2.0, "the GPT should have learnt far beyond uniform (ln 81 = 4.39 nats/char)"
     zeros = model.ffn_zero_fraction(val[:64 * model.cfg.ctx].view(64, model.cfg.ctx))
     assert zeros == pytest.approx(record["ffn_zero_fraction"], abs=1e-3) and min(zeros) > 0.3
+
+
+@pytest.mark.skipif("checkpoints/supernet.pt" not in load_manifest(), reason="Lab 04's supernet is not shipped yet")
+def test_supernet_checkpoint_reproduces_its_record():
+    from tinyml_lib.checkpoints import load_supernet
+    from tinyml_lib.data import load_fashion_mnist
+    from tinyml_lib.supernet import recalibrate_bn, resize
+    from tinyml_lib.training import accuracy
+
+    net, record = load_supernet()
+    calibration = record["recipe"]["calibration"]
+    images = load_fashion_mnist(calibration["split"], calibration["images"], seed=calibration["seed"])[0]
+    x, y = load_fashion_mnist("val")
+    for name, config in (("largest", net.space.largest()), ("smallest", net.space.smallest())):
+        recalibrate_bn(net, config, images)
+        got = accuracy(lambda batch: net.eval()(resize(batch, config.resolution), config), x, y)
+        assert abs(got - record[f"{name}_val_accuracy"]) <= 0.5, f"{name}: {got:.2f}% vs recorded {record}"
+    assert record["train_seconds"] <= 1200 and record["largest_test_accuracy"] > record["smallest_test_accuracy"]

@@ -100,7 +100,7 @@ def test_integrity_errors_name_the_file_and_the_fix(tmp_path, monkeypatch):
 
 def test_manifest_covers_every_shipped_file():
     shipped = {p.relative_to(manifest.DATA_DIR).as_posix() for p in manifest.DATA_DIR.rglob("*")
-               if p.is_file() and p.parent.name in ("fashion-mnist", "austen", "checkpoints")
+               if p.is_file() and p.parent.name in ("fashion-mnist", "austen", "checkpoints", "nas")
                and p.name != "LICENSE" and p.suffix != ".json"}
     assert shipped == set(manifest.load_manifest())
     for path in shipped:

@@ -51,3 +51,17 @@ def load_gpt() -> tuple[nn.Module, dict]:
     model = GPT(GPTConfig(**record["config"]))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval(), record
+
+
+def load_supernet() -> tuple[nn.Module, dict]:
+    """Lab 04's once-for-all supernet (eval mode) and its record (space, recipe, largest/smallest subnet accuracies).
+
+    Its BatchNorm running statistics are whatever subnet ran last: recalibrate a subnet's before evaluating it
+    (tinyml_lib.supernet.recalibrate_bn), as the record's accuracies were.
+    """
+    from tinyml_lib.supernet import Supernet, SupernetSpace
+    path = verified_path("checkpoints/supernet.pt")
+    record = load_manifest()["checkpoints/supernet.pt"]["training"]
+    model = Supernet(SupernetSpace(**record["space"]))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval(), record

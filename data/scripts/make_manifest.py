@@ -2,7 +2,8 @@
 
     python data/scripts/make_manifest.py
 
-Checkpoint entries keep the training record that data/scripts/train_*.py store in data/checkpoints/<name>.json.
+Checkpoint entries keep the training record that data/scripts/train_*.py store in data/checkpoints/<name>.json;
+a data set's .csv keeps the record its script writes beside it (.json) under "record".
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ SOURCES = {  # folder -> (source, licence, command that restores a file)
                "public domain; see data/austen/LICENSE", "git checkout -- data/{path}"),
     "checkpoints": ("trained by this repository's data/scripts/train_cnn.py", "MIT (this repository)",
                     "python data/scripts/train_cnn.py {stem}"),
+    "nas": ("made by this repository's data/scripts/make_subnet_dataset.py from checkpoints/supernet.pt",
+            "MIT (this repository)", "python data/scripts/make_subnet_dataset.py"),
 }
 
 
@@ -30,9 +33,10 @@ def entry(path: Path) -> dict:
     item = {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_of(path), "source": source,
             "licence": licence, "restore": restore.format(path=rel, stem=path.stem)}
     record = path.with_suffix(".json")
-    if path.suffix == ".pt" and record.exists():
-        item["training"] = json.loads(record.read_text())
-        item["restore"] = item["training"].get("command", item["restore"])
+    if path.suffix in (".pt", ".csv") and record.exists():
+        key = "training" if path.suffix == ".pt" else "record"
+        item[key] = json.loads(record.read_text())
+        item["restore"] = item[key].get("command", item["restore"])
     return item
 
 
