@@ -32,7 +32,7 @@ from tinyml_lib.supernet import (Supernet, SubnetConfig, SupernetSpace, recalibr
                                  resize)
 from tinyml_lib.training import TrainConfig, accuracy  # noqa: E402
 
-RECIPE = TrainConfig(epochs=5, batch_size=128, lr=3e-3, weight_decay=5e-4, label_smoothing=0.05, seed=0)
+RECIPE = TrainConfig(epochs=4, batch_size=128, lr=3e-3, weight_decay=5e-4, label_smoothing=0.05, seed=0)
 RANDOM_SUBNETS = 2       # per step, besides the largest and the smallest
 CALIBRATION_IMAGES, CALIBRATION_SEED = 1000, 1  # the training images that re-estimate a subnet's BN statistics
 
