@@ -1,11 +1,13 @@
 """Mutation testing of a lab's grade cells: every exercise, replaced by a plausible wrong answer, must lose points.
 
-The source notebook runs once, top to bottom, in one kernel (its time and the kernel's peak RSS are the lab's budget
-figures). Then, for each mutant of an exercise, the mutated solution cell and the cells of its section (up to the next
-exercise) run again, in a fork of the kernel (autograders/forked_section.py); the grade cells that fail are the
-points the mutant loses. The fork starts from the state the solution left and takes the mutant's changes with it, so
-every mutant starts from a correct state at the cost of one run of its section. Several notebooks can run side by
-side (run_side_by_side), each in a process of its own with its own single-threaded kernel.
+`mutation_notebook` turns a solution into its own mutation run: executed top to bottom, it runs the solution (timed,
+its peak memory taken: the lab's budget figures), then, for each mutant of an exercise, the mutated solution cell and
+the cells of its section (up to the next exercise) again, in a fork of the kernel (autograders/forked_section.py); the
+grade cells that fail there are the points the mutant loses. The fork starts from the state the solution left and
+takes the mutant's changes with it, so every mutant starts from a correct state at the cost of one run of its
+section. The suite hands that notebook to the class grader as a submission, so one sandboxed run of each solution
+gives its grade, its budget figures and every mutant's verdict (`mutation_report` reads them back);
+`python -m autograders.mutation LAB` runs it in a plain kernel.
 
 Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
 replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation (in a
@@ -13,20 +15,17 @@ CUDA C source string the markers are C comments, `// ### BEGIN SOLUTION`, and th
 """
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
-import multiprocessing
+import math
 import os
 import re
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import dedent, indent
 
 import nbformat
-import psutil
 from nbclient import NotebookClient
 from nbgrader.utils import determine_grade
 
@@ -83,28 +82,11 @@ def sections(nb) -> dict[str, list[int]]:
 
 @dataclass
 class RunReport:
-    seconds: float = 0.0
-    peak_rss_mb: float = 0.0
+    seconds: float = math.nan  # the notebook's own cells, top to bottom (nan: the run did not reach its end)
+    peak_rss_mb: float = math.nan
     failed_grade_cells: list[str] = field(default_factory=list)
     mutants: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # exercise -> mutant -> failed grade ids
-    total_seconds: float = 0.0  # the whole run, mutants included: what scheduling runs side by side goes by
-
-
-class _RssSampler(threading.Thread):
-    """Samples the resident memory of a process and its children every 50 ms; keeps the peak in MB."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.proc, self.peak, self.done = psutil.Process(pid), 0.0, threading.Event()
-
-    def run(self):
-        while not self.done.is_set():
-            try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs) / 2**20)
-            except psutil.Error:
-                pass
-            self.done.wait(0.05)
+    problems: list[str] = field(default_factory=list)  # what kept the run from telling: a mutant that never ran
 
 
 def _failed(cell) -> bool:
@@ -126,27 +108,9 @@ def _why(cell) -> str:
     return text.splitlines()[-1] if text else "partial credit"
 
 
-def _run(client: NotebookClient, nb, indices: list[int], explain: bool = False, ungraded: bool = False) -> list[str]:
-    """Execute cells `indices` and return the grade_ids of grade cells that lost points.
-
-    With `explain` (runs of the solution) each entry says why. With `ungraded` (the top-to-bottom run of the solution)
-    an ungraded code cell that raised counts too: a demonstration that fails on the solution is a broken lab even
-    though no points depend on it.
-    """
-    failed = []
-    for i in indices:
-        cell = nb.cells[i]
-        client.execute_cell(cell, i)
-        if cell.cell_type != "code":
-            continue
-        meta = nbgrader_meta(cell)
-        if meta.get("grade") and _failed(cell):
-            failed.append(f"{meta['grade_id']} ({_why(cell)})" if explain else meta["grade_id"])
-        elif ungraded and not meta.get("grade") and _raised(cell):
-            failed.append(f"ungraded cell {i} ({_why(cell)})")
-    return failed
-
-
+# ------------------------------------------------------------------------------------------- the mutation notebook
+ADDED = "tinyml_mutation"  # metadata key of the cells mutation_notebook adds: {"role": ..., ...}
+_RUNNER = f"__import__('sys').modules[{forked_section.MODULE!r}]"
 # The forked-section runner (autograders/forked_section.py), registered in the kernel as a module, not in its namespace.
 REGISTER_FORKED_SECTION = (
     "exec(compile({source!r}, 'forked_section.py', 'exec'), __import__('sys').modules.setdefault({module!r}, "
@@ -154,38 +118,55 @@ REGISTER_FORKED_SECTION = (
         source=(ROOT / "autograders" / "forked_section.py").read_text(), module=forked_section.MODULE)
 
 
-def _execute(client: NotebookClient, source: str, seconds: int | None = None) -> list:
-    """Run `source` in the kernel as a cell of its own, appended to the notebook for the while and given `seconds`
-    (default: the client's cell time-out); its outputs. Raises if it raised."""
-    cell, timeout = nbformat.v4.new_code_cell(source), client.timeout
-    client.nb.cells.append(cell)
-    client.timeout = seconds or timeout
-    try:
-        client.execute_cell(cell, len(client.nb.cells) - 1)
-    finally:
-        client.nb.cells.pop()
-        client.timeout = timeout
-    errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-    if errors:
-        raise RuntimeError(f"the mutation runner's own cell failed: {errors[0]['ename']}: {errors[0]['evalue']}")
-    return cell.outputs
+def mutation_notebook(nb, mutants: dict[str, dict[str, str]], cell_seconds: int = 120) -> nbformat.NotebookNode:
+    """A copy of notebook `nb` (its solution) that is its own mutation run when executed top to bottom.
+
+    Added: before the first cell, one that registers the forked-section runner and starts the clock; just before each
+    exercise's section, one cell per mutant of it, which runs the mutated section in a fork of the kernel (each cell
+    of it stopped after `cell_seconds`), from the state the solution's run has reached there; after the last cell, one
+    that reports the run's seconds and peak memory (the mutants left out). The added cells are ordinary code cells,
+    so the notebook can be graded like any submission (the class grader ignores cells it does not manage) and read
+    back by `mutation_report`.
+    """
+    parts = sections(nb)
+    if set(mutants) - set(parts):
+        raise ValueError(f"mutants: expected exercises of the notebook {sorted(parts)}, got {sorted(set(mutants) - set(parts))}")
+
+    def added(source: str, **meta) -> nbformat.NotebookNode:
+        return nbformat.v4.new_code_cell(source, metadata={ADDED: meta})
+    before = {indices[0]: exercise for exercise, indices in parts.items()}
+    cells = [added(f"{REGISTER_FORKED_SECTION}\n{_RUNNER}.start()", role="start")]
+    for index, cell in enumerate(nb.cells):
+        exercise = before.get(index)
+        if exercise is not None:
+            code = [i for i in parts[exercise] if nb.cells[i].cell_type == "code"]
+            for name, replacement in mutants.get(exercise, {}).items():
+                sources = [mutate(nb.cells[i].source, replacement) if i == index else nb.cells[i].source for i in code]
+                cells.append(added(f"{_RUNNER}.run({sources!r}, {cell_seconds})", role="mutant", exercise=exercise,
+                                   mutant=name, seconds=forked_section.deadline(len(sources), cell_seconds) + 30))
+        cells.append(copy.deepcopy(cell))
+    cells.append(added(f"{_RUNNER}.report()", role="report"))
+    return nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(nb.metadata),
+                                    nbformat=nb.nbformat, nbformat_minor=nb.nbformat_minor)
 
 
-def _run_forked(client: NotebookClient, nb, indices: list[int], replacement: str, timeout: int) -> list[str]:
-    """The grade_ids of the grade cells that lose points when the section `indices`, its first cell's solution replaced
-    by `replacement`, runs in a fork of the kernel (autograders/forked_section.py); the kernel's state is untouched."""
-    code = [i for i in indices if nb.cells[i].cell_type == "code"]
-    sources = [mutate(nb.cells[i].source, replacement) if i == indices[0] else nb.cells[i].source for i in code]
-    outputs = _execute(client, f"__import__('sys').modules[{forked_section.MODULE!r}].run({sources!r}, {timeout})",
-                       seconds=forked_section.deadline(len(sources), timeout) + 30)
-    text = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
-    entries = json.loads(text[text.index(forked_section.MARKER) + len(forked_section.MARKER):].splitlines()[0])
+def _marked(cell):
+    """The JSON a runner cell printed after forked_section.MARKER, or None where it printed none."""
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stdout")
+    if forked_section.MARKER not in text:
+        return None
+    return json.loads(text[text.index(forked_section.MARKER) + len(forked_section.MARKER):].splitlines()[0])
+
+
+def _forked_failures(cells: list, entries: list[dict]) -> list[str]:
+    """The grade_ids of the grade cells among `cells` (a section's code cells) that lose points by the forked run's
+    `entries`, one per cell: scored by nbgrader's own rule on a cell rebuilt from the entry."""
     failed = []
-    for i, entry in zip(code, entries):
-        meta = nbgrader_meta(nb.cells[i])
+    for source_cell, entry in zip(cells, entries):
+        meta = nbgrader_meta(source_cell)
         if not meta.get("grade"):
             continue
-        cell = nbformat.v4.new_code_cell(nb.cells[i].source, metadata=nb.cells[i].metadata)
+        cell = nbformat.v4.new_code_cell(source_cell.source, metadata=source_cell.metadata)
         if entry["error"]:
             cell.outputs.append(nbformat.v4.new_output("error", ename="Error", evalue=entry.get("lost", ""),
                                                        traceback=[]))
@@ -198,41 +179,70 @@ def _run_forked(client: NotebookClient, nb, indices: list[int], replacement: str
     return failed
 
 
-def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout: int = 120) -> RunReport:
-    """Run `notebook` once (timed, peak RSS sampled), then each mutant of each exercise; see the module docstring."""
-    begin = time.perf_counter()
-    nb = nbformat.read(notebook, as_version=4)
-    report, parts = RunReport(), sections(nb)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(notebook.parent)}})
-    # The kernel gets the thread settings of a graded run (one BLAS thread per kernel, autograders/sandbox.py).
-    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    with client.setup_kernel(env=dict(os.environ, **threads)):
-        sampler = _RssSampler(client.km.provisioner.process.pid)
-        sampler.start()
-        start = time.perf_counter()
-        report.failed_grade_cells = _run(client, nb, list(range(len(nb.cells))), explain=True, ungraded=True)
-        report.seconds = time.perf_counter() - start
-        sampler.done.set()
-        report.peak_rss_mb = sampler.peak
-        if mutants:
-            _execute(client, REGISTER_FORKED_SECTION)
-        for exercise, variants in mutants.items():
-            cells = parts[exercise]
-            for name, code in variants.items():
-                report.mutants.setdefault(exercise, {})[name] = _run_forked(client, nb, cells, code, timeout)
-    report.total_seconds = time.perf_counter() - begin
+def mutation_report(executed) -> RunReport:
+    """What an executed mutation notebook (mutation_notebook, run by any kernel or grader) says.
+
+    The notebook's own cells: a grade cell that lost points, or an ungraded code cell that raised (a demonstration
+    that fails on the solution is a broken lab though no points depend on it), is listed with its reason. A mutant's
+    cell that was stopped (it outran the grader's cell limit) loses every grade cell of its section; one that did not
+    run at all is a problem of the run, not a verdict.
+    """
+    report = RunReport()
+    own = nbformat.v4.new_notebook(cells=[c for c in executed.cells if ADDED not in c.get("metadata", {})])
+    for i, cell in enumerate(own.cells):
+        if cell.cell_type != "code":
+            continue
+        if nbgrader_meta(cell).get("grade") and _failed(cell):
+            report.failed_grade_cells.append(f"{nbgrader_meta(cell)['grade_id']} ({_why(cell)})")
+        elif not nbgrader_meta(cell).get("grade") and _raised(cell):
+            report.failed_grade_cells.append(f"ungraded cell {i} ({_why(cell)})")
+    parts = sections(own)
+    for cell in executed.cells:
+        meta = cell.get("metadata", {}).get(ADDED)
+        if meta is None or meta["role"] == "start":
+            continue
+        marked = _marked(cell)
+        if meta["role"] == "report":
+            if marked is None:
+                report.problems.append("the run did not reach its last cell")
+            else:
+                report.seconds, report.peak_rss_mb = marked["seconds"], marked["peak_rss_mb"]
+            continue
+        code = [own.cells[i] for i in parts[meta["exercise"]] if own.cells[i].cell_type == "code"]
+        if marked is None and not _raised(cell):
+            report.problems.append(f"mutant {meta['exercise']}: {meta['mutant']} did not run")
+            continue
+        if marked is None:  # stopped from outside: as a hang, it costs every cell it did not finish
+            marked = [{"error": True, "stderr": False, "result": None}] * len(code)
+        report.mutants.setdefault(meta["exercise"], {})[meta["mutant"]] = _forked_failures(code, marked)
     return report
 
 
-def run_side_by_side(runs: dict[str, tuple[Path, dict[str, dict[str, str]]]], workers: int) -> dict[str, RunReport]:
-    """run_with_mutants(notebook, mutants) of every entry of `runs`, `workers` at a time; name -> report.
+def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout: int = 120) -> RunReport:
+    """Run `notebook`'s mutation notebook in a plain kernel (one BLAS thread, as a graded run), no sandbox; for an
+    author checking new mutants quickly. The suite runs the same notebook through the class grader instead."""
+    nb = mutation_notebook(nbformat.read(notebook, as_version=4), mutants, timeout)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            timeout_func=lambda cell: cell.get("metadata", {}).get(ADDED, {}).get("seconds", timeout),
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    threads = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    client.execute(env=dict(os.environ, **threads))
+    return mutation_report(nb)
 
-    Each run is a process of its own (its own event loop and kernel, one BLAS thread), so its budget figures are still
-    its own run's: with one kernel per core, the class grader's regime, they barely move. Runs start in the order of
-    `runs`: put the longest first, or a core idles at the end while the last long run finishes alone.
-    """
-    # spawn, not fork: the caller (pytest, a sampler thread) may hold threads and locks a fork would copy mid-use
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {name: pool.submit(run_with_mutants, notebook, mutants) for name, (notebook, mutants) in runs.items()}
-        return {name: future.result() for name, future in futures.items()}
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m autograders.mutation LAB`: the solution's failures, time and memory, and the mutants that survive."""
+    import argparse
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("lab")
+    args = parser.parse_args(argv)
+    report = run_with_mutants(ROOT / "solutions" / args.lab / f"{args.lab}.ipynb", load_mutants(args.lab))
+    survivors = [f"{ex}: {name}" for ex, variants in report.mutants.items() for name, lost in variants.items() if not lost]
+    print(f"{args.lab}: {report.seconds:.1f} s, peak {report.peak_rss_mb:.0f} MB; failing on the solution: "
+          f"{report.failed_grade_cells or 'none'}; surviving mutants: {survivors or 'none'}; problems: "
+          f"{report.problems or 'none'}")
+    return 1 if survivors or report.failed_grade_cells or report.problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

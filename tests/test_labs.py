@@ -1,21 +1,20 @@
 """Round trip of every lab in solutions/ through nbgrader, with mutation tests and the run-time/memory budget.
 
 For each lab: the release is current and validates to "no test passes"; the source, graded as a submission by the
-class grader (sandboxed), scores full marks (the check `nbgrader validate` makes, in the grading path); the blank
-release scores zero on every autograded cell; a submission with an exception in one exercise (and, in the first lab,
-an infinite loop in another) loses exactly those exercises' points; every exercise, replaced by a plausible wrong
-answer, loses points; the solution runs within the lab budget. The labs run side by side, longest first, two
-notebooks at a time (one single-threaded kernel per core, as the class grader runs them).
+class grader (sandboxed), scores full marks (the check `nbgrader validate` makes, in the grading path) within the lab
+budget; the blank release scores zero on every autograded cell; every exercise, replaced by a plausible wrong answer,
+loses points, and a crash in the last exercise costs exactly its cells. The graded solution is its own mutation run
+(autograders/mutation.py): after its last cell, each mutant runs its section in a fork of the kernel, inside the same
+sandbox, so each solution runs once per suite. The labs are graded side by side, longest first, two notebooks at a
+time (one single-threaded kernel per core, as the class grader runs them).
 """
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import multiprocessing
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from nbgrader.api import Gradebook
 from autograders.classroom import exercise_columns, grade_class
 from autograders.course import ROOT, lab_names, nbgrader, stale_releases
 from autograders.sandbox import Limits, sandbox_problem
-from autograders.mutation import (load_mutants, mutate, nbgrader_meta, python_exercises, run_side_by_side,
+from autograders.mutation import (ADDED, load_mutants, mutation_notebook, mutation_report, nbgrader_meta, python_exercises,
                                   run_with_mutants, sections)
 from tinyml_lib.export import stale_modules
 from tinyml_lib.grading import target
@@ -55,13 +54,17 @@ def exercise_tests(lab: str) -> dict[str, list[str]]:
     return exercise_columns(nbformat.read(source_of(lab), as_version=4))
 
 
-# Wall seconds of each lab's mutation run (the solution, then every mutant), one lab at a time on a 2-core VM shared with
-# other jobs. They only order the runs, longest lab first, so that no core idles at the end while it finishes alone; a
-# lab not listed counts as the longest, and where pytest's cache is on the last run's figures take their place.
+# Wall seconds of each lab's graded solution run (the solution, then every mutant) in the suite's grading, two sandboxes
+# at a time on a 2-core VM. They only order the runs, longest lab first, so that no core idles at the end while it
+# finishes alone; a lab not listed counts as the longest, and where pytest's cache is on the last run's figures take
+# their place.
 LAB_SECONDS = {"lab01_metrics": 96, "lab02_pruning": 267, "lab03_quantization": 85, "lab03b_low_bit": 94,
-               "lab07_llm": 1511}
+               "lab07_llm": 269}
 LAB_SECONDS_KEY = "tinyml/lab_seconds"
 SIDE_BY_SIDE = min(2, os.cpu_count() or 1)  # labs run at once: one per core, two at most (the 2-core reference VM)
+# The mutant every lab gets besides its own: the last exercise raising (or, in a kernel's C body, not compiling), as a
+# student's bug would; it must cost exactly the grade cells of its section (it is the last one: nothing runs after).
+CRASH = "crash: the answer raises (a student's bug)"
 
 
 def lab_seconds(config) -> dict[str, float]:
@@ -137,45 +140,46 @@ def test_validate(inverted_validations, lab):
     assert "Success! The notebook does not pass any tests." in inverted, inverted[-3000:]
 
 
-def broken_submission(lab: str) -> tuple[dict, set[str]]:
-    """The solution with the last exercise raising; returns (notebook, failing cells). A hang that costs only its
-    cells is graded once, in Lab 01's class (the infinite_loop fixture of tests/test_classroom.py): each test cell
-    that calls the loop costs a cell time-out, too dear to pay in every lab."""
-    nb = json.loads(source_of(lab).read_text())
-    parts, tests = sections(nbformat.reads(json.dumps(nb), as_version=4)), exercise_tests(lab)
-    last, python = list(parts)[-1], python_exercises(nbformat.reads(json.dumps(nb), as_version=4))
-    # The last exercise is a kernel in every lab but Lab 03's part 1: its body is C, where a bug that stops the cell is
-    # a compile error.
-    cell = nb["cells"][parts[last][0]]
-    cell["source"] = mutate("".join(cell["source"]), "raise RuntimeError('a student bug')" if last in python
-                            else "#error a student bug")
-    return nb, set(tests[last])
+def crash_mutant(lab: str) -> tuple[str, str]:
+    """(last exercise, the replacement that makes it crash): a Python answer raises, a kernel's C body is a compile
+    error. A hang that costs only its cells is graded once, in Lab 01's class (the infinite_loop fixture of
+    tests/test_classroom.py): each test cell that calls the loop costs a cell time-out, too dear to pay in every lab."""
+    nb = nbformat.read(source_of(lab), as_version=4)
+    last = list(sections(nb))[-1]
+    return last, "raise RuntimeError('a student bug')" if last in python_exercises(nb) else "#error a student bug"
 
 
-def write_submissions(lab: str, grading: Path) -> set[str]:
-    """The three submissions of `lab` (solution, blank release, broken) in `grading`/submitted; returns the cells the
-    broken one must fail."""
-    broken, failing = broken_submission(lab)
-    for student, notebook in (("solution", source_of(lab)), ("blank", release_of(lab)), ("broken", broken)):
+def mutants_of(lab: str) -> dict[str, dict[str, str]]:
+    """The lab's mutants (autograders/mutants/<lab>.py) and CRASH."""
+    mutants = {exercise: dict(variants) for exercise, variants in load_mutants(lab).items()}
+    last, replacement = crash_mutant(lab)
+    mutants.setdefault(last, {})[CRASH] = replacement
+    return mutants
+
+
+def write_submissions(lab: str, grading: Path) -> None:
+    """The two submissions of `lab` in `grading`/submitted: the solution as its own mutation run, the blank release."""
+    solution = mutation_notebook(nbformat.read(source_of(lab), as_version=4), mutants_of(lab))
+    for student, notebook in (("solution", solution), ("blank", nbformat.read(release_of(lab), as_version=4))):
         dest = grading / "submitted" / student / lab / f"{lab}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(notebook, dict):
-            dest.write_text(json.dumps(notebook))
-        else:
-            shutil.copy(notebook, dest)
-    return failing
+        nbformat.write(notebook, dest)
 
 
-def grading_limits() -> Limits:
-    """The lab budget per cell and three per notebook."""
+def grading_limits(lab: str) -> Limits:
+    """The lab budget per cell; per notebook three budgets and each mutant cell's own deadline (its section's cells
+    at forked_section's limit each): the solution graded is its own mutation run."""
     budget = int(target("budgets.lab_seconds"))
-    return Limits(cell_seconds=budget, notebook_seconds=3 * budget, threads=1)
+    solution = mutation_notebook(nbformat.read(source_of(lab), as_version=4), mutants_of(lab))
+    mutants = sum(c.metadata[ADDED].get("seconds", 0) for c in solution.cells if ADDED in c.metadata)
+    return Limits(cell_seconds=budget, notebook_seconds=3 * budget + mutants, threads=1)
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, request):
-    """Grade, per lab, three submissions (solution, blank release, broken) with the class grader, each in its own
-    sandbox, in a throwaway grading folder (and gradebook) per lab: work/<lab>.
+    """Grade, per lab, two submissions (the solution as its own mutation run, the blank release) with the class grader,
+    each in its own sandbox, in a throwaway grading folder (and gradebook) per lab: work/<lab>. Returns (work, lab ->
+    the solution's mutation report, read from its graded notebook).
 
     The labs are graded at once, longest first, each by a grade_class process of its own (its folder's only writer), on
     one Dask cluster of two single-threaded workers (`--scheduler`, autograders/classroom.py): two sandboxes at a time,
@@ -184,17 +188,22 @@ def graded(tmp_path_factory, request):
     """
     from dask.distributed import LocalCluster
     work = tmp_path_factory.mktemp("grading")
-    failing = {lab: write_submissions(lab, work / lab) for lab in LABS}
+    for lab in LABS:
+        write_submissions(lab, work / lab)
     sandboxed = sandbox_problem() is None
+    labs = longest_first(LABS, lab_seconds(request.config))
     with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=None,
                        silence_logs=logging.CRITICAL) as cluster,
           ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool):
         runs = [pool.submit(grade_class, lab, work / lab, workers=2, scheduler=cluster.scheduler_address,
-                            limits=grading_limits(), sandboxed=sandboxed, progress=False)
-                for lab in longest_first(LABS, lab_seconds(request.config))]
-        for run in runs:
-            run.result()
-    return work, failing
+                            limits=grading_limits(lab), sandboxed=sandboxed, progress=False) for lab in labs]
+        results = dict(zip(labs, (run.result() for run in runs)))
+    if getattr(request.config, "cache", None):
+        request.config.cache.set(LAB_SECONDS_KEY, {lab: round(r.seconds["solution"]) for lab, r in results.items()
+                                                   if "solution" in r.seconds})
+    reports = {lab: mutation_report(nbformat.read(work / lab / "autograded" / "solution" / lab / f"{lab}.ipynb", 4))
+               for lab in LABS}
+    return work, reports, results
 
 
 def scores(work: Path, lab: str, student: str) -> dict[str, float]:
@@ -206,16 +215,16 @@ def scores(work: Path, lab: str, student: str) -> dict[str, float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
 def test_solution_scores_full_marks(graded, lab):
-    work, _ = graded
+    work, _, results = graded
     got, expected = scores(work / lab, lab, "solution"), grade_cells(lab)
     lost = {k: v for k, v in expected.items() if got.get(k) != v}
-    assert not lost, f"the solution lost points on {lost} (got {got})"
+    assert not lost, f"the solution lost points on {lost} (got {got}; {results[lab].notes.get('solution')})"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
 def test_blank_release_scores_zero(graded, lab):
-    work, _ = graded
+    work, _, _ = graded
     got = scores(work / lab, lab, "blank")
     assert set(got) >= set(grade_cells(lab))
     assert all(v == 0 for v in got.values()), f"the blank release earned points: { {k: v for k, v in got.items() if v} }"
@@ -223,13 +232,34 @@ def test_blank_release_scores_zero(graded, lab):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
+def test_solution_within_budget(graded, lab):
+    report = graded[1][lab]
+    print(f"{lab}: {report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB (sandboxed, with the grader's re-check "
+          f"{graded[2][lab].recheck_seconds.get('solution', 0):.1f} s after)")
+    assert not report.problems, report.problems
+    assert not report.failed_grade_cells, f"cells failed on the solution: {report.failed_grade_cells}"
+    assert report.seconds <= target("budgets.lab_seconds"), f"{lab} ran {report.seconds:.0f} s"
+    assert report.peak_rss_mb <= target("budgets.lab_peak_mb"), f"{lab} peaked at {report.peak_rss_mb:.0f} MB"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_every_mutant_loses_points(graded, lab):
+    report = graded[1][lab]
+    assert not report.problems, report.problems
+    assert set(report.mutants) == set(mutants_of(lab)), "every exercise's mutants ran"
+    survivors = [f"{ex}: {name}" for ex, variants in report.mutants.items()
+                 for name, failed in variants.items() if not failed]
+    assert not survivors, f"wrong answers that keep full marks: {survivors}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
 def test_a_crash_costs_only_its_cells(graded, lab):
-    work, failing_by_lab = graded
-    failing = failing_by_lab[lab]
-    got, expected = scores(work / lab, lab, "broken"), grade_cells(lab)
-    zero = {k for k, v in got.items() if v == 0}
-    assert zero == failing, f"cells at zero {sorted(zero)}, expected exactly {sorted(failing)}"
-    assert all(got[k] == expected[k] for k in expected if k not in failing)
+    last, _ = crash_mutant(lab)
+    lost = graded[1][lab].mutants.get(last, {}).get(CRASH)
+    assert lost is not None, "the crash mutant did not run"
+    assert set(lost) == set(exercise_tests(lab)[last]), f"cells lost {sorted(lost)}, expected {exercise_tests(lab)[last]}"
 
 
 @pytest.mark.slow
@@ -243,37 +273,6 @@ def test_feedback_and_grade_export(graded):
     rows = {r["student_id"]: r for r in csv.DictReader(out.open()) if r["assignment"] == lab}
     assert float(rows["solution"]["score"]) == sum(grade_cells(lab).values())
     assert float(rows["blank"]["score"]) == 0
-
-
-# ------------------------------------------------------------------------------------------ mutants and budget
-@pytest.fixture(scope="module")
-def mutation_reports(request):
-    """Every lab's solution run and mutants, two labs at a time (one single-threaded kernel per core, as the class
-    grader runs them), longest first so that no core idles at the end. Each lab keeps a kernel of its own, so its time
-    and peak RSS are still its own run's figures."""
-    runs = {lab: (source_of(lab), load_mutants(lab)) for lab in longest_first(LABS, lab_seconds(request.config))}
-    reports = run_side_by_side(runs, workers=SIDE_BY_SIDE)
-    if getattr(request.config, "cache", None):
-        request.config.cache.set(LAB_SECONDS_KEY, {lab: round(r.total_seconds) for lab, r in reports.items()})
-    return reports
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("lab", LABS)
-def test_solution_within_budget(mutation_reports, lab):
-    report = mutation_reports[lab]
-    print(f"{lab}: {report.seconds:.1f} s, peak RSS {report.peak_rss_mb:.0f} MB")
-    assert not report.failed_grade_cells, f"cells failed on the solution: {report.failed_grade_cells}"
-    assert report.seconds <= target("budgets.lab_seconds"), f"{lab} ran {report.seconds:.0f} s"
-    assert report.peak_rss_mb <= target("budgets.lab_peak_mb"), f"{lab} peaked at {report.peak_rss_mb:.0f} MB"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("lab", LABS)
-def test_every_mutant_loses_points(mutation_reports, lab):
-    survivors = [f"{ex}: {name}" for ex, variants in mutation_reports[lab].mutants.items()
-                 for name, failed in variants.items() if not failed]
-    assert not survivors, f"wrong answers that keep full marks: {survivors}"
 
 
 def test_mutation_runner_reports_what_fails_on_a_solution(tmp_path):
@@ -326,3 +325,29 @@ def test_forked_mutants_fail_as_nbgrader_would_and_leave_the_kernel_untouched(tm
     got = report.mutants["f"]
     assert got.pop("correct") == [], "a correct answer (after one that changed the state) keeps its points"
     assert got == {name: ["test_f"] for name in mutants if name != "correct"}
+
+
+def test_a_mutant_starts_from_the_state_before_its_section(tmp_path):
+    """A mutant's fork starts where a graded run of it would: the solution's results of its own section (or of a later
+    one) do not exist there, so a crash costs the test of a value the section computes; the solution's earlier
+    sections did run; and the budget figures leave the mutants' runs out."""
+    def meta(grade_id: str, grade: bool) -> dict:
+        return {"nbgrader": {"grade": grade, "grade_id": grade_id, "locked": grade, "points": 1 if grade else 0,
+                             "schema_version": 3, "solution": not grade, "task": False}}
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", metadata=meta("f", False)),
+        nbformat.v4.new_code_cell("value = f()"),
+        nbformat.v4.new_code_cell("assert value == 1", metadata=meta("test_value", True)),
+        nbformat.v4.new_code_cell("def g():\n    ### BEGIN SOLUTION\n    return value + 1\n    ### END SOLUTION",
+                                  metadata=meta("g", False)),
+        nbformat.v4.new_code_cell("later = g()\nimport time; time.sleep(1)"),
+        nbformat.v4.new_code_cell("assert later == 2", metadata=meta("test_later", True)),
+    ])
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    report = run_with_mutants(path, {"f": {"raises": "raise RuntimeError('a student bug')"},
+                                     "g": {"raises": "raise RuntimeError('a student bug')",
+                                           "slow but right": "import time; time.sleep(3)\nreturn value + 1"}}, timeout=30)
+    assert report.failed_grade_cells == [] and report.problems == []
+    assert report.mutants == {"f": {"raises": ["test_value"]}, "g": {"raises": ["test_later"], "slow but right": []}}
+    assert 1 <= report.seconds < 3, f"the solution's own cells took about 1 s, reported {report.seconds:.1f} s"
