@@ -145,7 +145,6 @@ def run(cells, cell_seconds):
     print(MARKER + json.dumps(entries))
 
 
-
 def _peak_rss_kib() -> int:
     """This process's peak resident memory (VmHWM), in KiB."""
     with open("/proc/self/status") as f:

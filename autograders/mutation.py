@@ -1,11 +1,11 @@
 """Mutation testing of a lab's grade cells: every exercise, replaced by a plausible wrong answer, must lose points.
 
 `mutation_notebook` turns a solution into its own mutation run: executed top to bottom, it runs the solution (timed,
-its peak memory taken: the lab's budget figures), then, for each mutant of an exercise, the mutated solution cell and
+its peak memory taken: the lab's budget figures) and, for each mutant of an exercise, the mutated solution cell and
 the cells of its section (up to the next exercise) again, in a fork of the kernel (autograders/forked_section.py); the
-grade cells that fail there are the points the mutant loses. The fork starts from the state the solution left and
-takes the mutant's changes with it, so every mutant starts from a correct state at the cost of one run of its
-section. The suite hands that notebook to the class grader as a submission, so one sandboxed run of each solution
+grade cells that fail there are the points the mutant loses. Each mutant's fork is made just before its section, so
+it starts from the state a graded run has there (every earlier answer correct, none of the section's own results yet)
+and takes its changes with it, at the cost of one run of its section. The suite hands that notebook to the class grader as a submission, so one sandboxed run of each solution
 gives its grade, its budget figures and every mutant's verdict (`mutation_report` reads them back);
 `python -m autograders.mutation LAB` runs it in a plain kernel.
 

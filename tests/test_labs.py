@@ -4,8 +4,8 @@ For each lab: the release is current and validates to "no test passes"; the sour
 class grader (sandboxed), scores full marks (the check `nbgrader validate` makes, in the grading path) within the lab
 budget; the blank release scores zero on every autograded cell; every exercise, replaced by a plausible wrong answer,
 loses points, and a crash in the last exercise costs exactly its cells. The graded solution is its own mutation run
-(autograders/mutation.py): after its last cell, each mutant runs its section in a fork of the kernel, inside the same
-sandbox, so each solution runs once per suite. The labs are graded side by side, longest first, two notebooks at a
+(autograders/mutation.py): just before each exercise's section, each of its mutants runs that section in a fork of
+the kernel, inside the same sandbox, so each solution runs once per suite. The labs are graded side by side, longest first, two notebooks at a
 time (one single-threaded kernel per core, as the class grader runs them).
 """
 from __future__ import annotations
@@ -157,20 +157,21 @@ def mutants_of(lab: str) -> dict[str, dict[str, str]]:
     return mutants
 
 
-def write_submissions(lab: str, grading: Path) -> None:
-    """The two submissions of `lab` in `grading`/submitted: the solution as its own mutation run, the blank release."""
+def write_submissions(lab: str, grading: Path) -> Limits:
+    """The two submissions of `lab` in `grading`/submitted: the solution as its own mutation run, the blank release;
+    returns the limits to grade them with."""
     solution = mutation_notebook(nbformat.read(source_of(lab), as_version=4), mutants_of(lab))
     for student, notebook in (("solution", solution), ("blank", nbformat.read(release_of(lab), as_version=4))):
         dest = grading / "submitted" / student / lab / f"{lab}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, dest)
+    return grading_limits(solution)
 
 
-def grading_limits(lab: str) -> Limits:
+def grading_limits(solution) -> Limits:
     """The lab budget per cell; per notebook three budgets and each mutant cell's own deadline (its section's cells
-    at forked_section's limit each): the solution graded is its own mutation run."""
+    at forked_section's limit each): `solution`, the mutation notebook graded, runs its mutants too."""
     budget = int(target("budgets.lab_seconds"))
-    solution = mutation_notebook(nbformat.read(source_of(lab), as_version=4), mutants_of(lab))
     mutants = sum(c.metadata[ADDED].get("seconds", 0) for c in solution.cells if ADDED in c.metadata)
     return Limits(cell_seconds=budget, notebook_seconds=3 * budget + mutants, threads=1)
 
@@ -188,15 +189,14 @@ def graded(tmp_path_factory, request):
     """
     from dask.distributed import LocalCluster
     work = tmp_path_factory.mktemp("grading")
-    for lab in LABS:
-        write_submissions(lab, work / lab)
+    limits = {lab: write_submissions(lab, work / lab) for lab in LABS}
     sandboxed = sandbox_problem() is None
     labs = longest_first(LABS, lab_seconds(request.config))
     with (LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=0, dashboard_address=None,
                        silence_logs=logging.CRITICAL) as cluster,
           ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool):
         runs = [pool.submit(grade_class, lab, work / lab, workers=2, scheduler=cluster.scheduler_address,
-                            limits=grading_limits(lab), sandboxed=sandboxed, progress=False) for lab in labs]
+                            limits=limits[lab], sandboxed=sandboxed, progress=False) for lab in labs]
         results = dict(zip(labs, (run.result() for run in runs)))
     if getattr(request.config, "cache", None):
         request.config.cache.set(LAB_SECONDS_KEY, {lab: round(r.seconds["solution"]) for lab, r in results.items()
