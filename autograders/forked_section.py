@@ -12,9 +12,12 @@ the shell's traceback, display and result publishers are replaced by no-ops, Pyt
 file descriptors 1 and 2 by files, so what a cell writes to stderr (from Python or from C) is seen as ipykernel would
 forward it, as a stderr stream.
 
-Protocol: `run(cells, cell_seconds)` with `cells` a list of cell sources prints one line, MARKER + a JSON list with,
-per cell, {"error": bool, "stderr": bool, "result": text/plain of the cell's value or None}; a cell the child did not
-finish (it hung past its time or died) is {"error": true, "stderr": false, "result": null, "lost": "..."}.
+Protocol: `run(cells, cell_seconds, stop_after=None)` with `cells` a list of cell sources prints one line, MARKER + a
+JSON list with, per cell, {"error": bool, "stderr": bool, "result": text/plain of the cell's value or None}; a cell the
+child did not finish (it hung past its time or died) is {"error": true, "stderr": false, "result": null, "lost": "..."}.
+With `stop_after` (the indices of the section's grade cells) the child stops at the first of them that raises or
+writes to stderr, which costs its points whatever its value: the mutant has lost points, and the cells after it are
+{"error": false, "stderr": false, "result": null, "skipped": true}, neither run nor counted.
 `start()`, run before the notebook's first cell, and `report()`, after its last, print MARKER + {"seconds": the
 notebook's own cells, the mutants' runs left out, "peak_rss_mb": the kernel's peak resident memory (VmHWM; the
 mutants' forks are processes of their own and do not count, nor do the brief compiler processes a kernel build starts)}.
@@ -49,7 +52,7 @@ def _quiet_publishers(shell) -> None:
     shell.displayhook.finish_displayhook = lambda: None
 
 
-def _child(cells, cell_seconds, write_fd) -> None:
+def _child(cells, cell_seconds, write_fd, stop_after) -> None:
     from IPython import get_ipython
     shell = get_ipython()
     _quiet_publishers(shell)
@@ -59,7 +62,7 @@ def _child(cells, cell_seconds, write_fd) -> None:
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     signal.signal(signal.SIGALRM, _on_alarm)
-    for source in cells:
+    for index, source in enumerate(cells):
         before = os.fstat(2).st_size
         signal.alarm(cell_seconds)
         try:
@@ -76,6 +79,8 @@ def _child(cells, cell_seconds, write_fd) -> None:
         entry = {"error": bool(result.error_before_exec or result.error_in_exec),
                  "stderr": os.fstat(2).st_size > before, "result": text}
         os.write(write_fd, (json.dumps(entry) + "\n").encode())
+        if index in stop_after and (entry["error"] or entry["stderr"]):
+            break
 
 
 def deadline(n_cells, cell_seconds):
@@ -100,8 +105,9 @@ def _fork_cache() -> str:
     return forks
 
 
-def run(cells, cell_seconds):
-    """Run `cells` (sources, in order) in a fork of this kernel; print MARKER + one JSON entry per cell."""
+def run(cells, cell_seconds, stop_after=None):
+    """Run `cells` (sources, in order) in a fork of this kernel; print MARKER + one JSON entry per cell. With
+    `stop_after` (cell indices), the fork stops at the first of those cells that raises or writes to stderr."""
     began = time.perf_counter()
     cache = _fork_cache()
     read_fd, write_fd = os.pipe()
@@ -110,7 +116,7 @@ def run(cells, cell_seconds):
         try:
             os.close(read_fd)
             os.environ["TINYML_CACHE"] = cache
-            _child(cells, cell_seconds, write_fd)
+            _child(cells, cell_seconds, write_fd, frozenset(stop_after or ()))
         finally:
             os._exit(0)
     os.close(write_fd)
@@ -139,6 +145,10 @@ def run(cells, cell_seconds):
         _, status = os.waitpid(pid, 0)
         _RUN["mutant_seconds"] += time.perf_counter() - began
     entries = [json.loads(line) for line in buffer.decode().splitlines()]
+    stopped = bool(stop_after) and not lost and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and entries and \
+        len(entries) - 1 in stop_after and (entries[-1]["error"] or entries[-1]["stderr"])
+    if stopped:
+        entries += [{"error": False, "stderr": False, "result": None, "skipped": True}] * (len(cells) - len(entries))
     if len(entries) < len(cells):
         why = lost or f"the forked run died (wait status {status})"
         entries += [{"error": True, "stderr": False, "result": None, "lost": why}] * (len(cells) - len(entries))

@@ -5,13 +5,14 @@ its peak memory taken: the lab's budget figures) and, for each mutant of an exer
 the cells of its section (up to the next exercise) again, in a fork of the kernel (autograders/forked_section.py); the
 grade cells that fail there are the points the mutant loses. Each mutant's fork is made just before its section, so
 it starts from the state a graded run has there (every earlier answer correct, none of the section's own results yet)
-and takes its changes with it, at the cost of one run of its section. The suite hands that notebook to the class grader as a submission, so one sandboxed run of each solution
+and takes its changes with it, at the cost of one run of its section up to the first grade cell it fails. The suite hands that notebook to the class grader as a submission, so one sandboxed run of each solution
 gives its grade, its budget figures and every mutant's verdict (`mutation_report` reads them back);
 `python -m autograders.mutation LAB` runs it in a plain kernel.
 
-Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement code}}; the
-replacement takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their indentation (in a
-CUDA C source string the markers are C comments, `// ### BEGIN SOLUTION`, and the replacement is C).
+Mutants live in autograders/mutants/<lab>.py as MUTANTS = {solution grade_id: {description: replacement}}. A
+replacement is code that takes the place of the lines between ### BEGIN SOLUTION and ### END SOLUTION, at their
+indentation (in a CUDA C source string the markers are C comments, `// ### BEGIN SOLUTION`, and the replacement is
+C), or an edit of those lines: a pair (old, new), or a list of pairs, each `old` found exactly once in the answer.
 """
 from __future__ import annotations
 
@@ -63,12 +64,23 @@ def python_exercises(nb) -> list[str]:
     return [gid for gid, indices in sections(nb).items() if not in_c_source("".join(nb["cells"][indices[0]]["source"]))]
 
 
-def mutate(source: str, replacement: str) -> str:
-    """Replace the solution region of a cell's source with `replacement`, indented like the BEGIN marker."""
+Edit = tuple[str, str]  # (text of the solution region, what replaces it): a mutant written as a change to the answer
+
+
+def mutate(source: str, replacement: str | Edit | list[Edit]) -> str:
+    """A cell's source with its solution region replaced by `replacement` (code, indented like the BEGIN marker), or
+    changed by one edit (old, new) or a list of them, each `old` found exactly once in the region."""
     match = SOLUTION_REGION.search(source)
     if match is None:
         raise ValueError("cell has no ### BEGIN SOLUTION / ### END SOLUTION region")
-    body = indent(dedent(replacement).strip("\n"), match["indent"])
+    if isinstance(replacement, str):
+        body = indent(dedent(replacement).strip("\n"), match["indent"])
+    else:
+        body = source[match.start():match.end()]
+        for old, new in [replacement] if isinstance(replacement[0], str) else replacement:
+            if body.count(old) != 1:
+                raise ValueError(f"mutant edit: expected {old!r} once in the solution, found it {body.count(old)} times")
+            body = body.replace(old, new)
     return source[:match.start()] + body + source[match.end():]
 
 
@@ -85,7 +97,8 @@ class RunReport:
     seconds: float = math.nan  # the notebook's own cells, top to bottom (nan: the run did not reach its end)
     peak_rss_mb: float = math.nan
     failed_grade_cells: list[str] = field(default_factory=list)
-    mutants: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # exercise -> mutant -> failed grade ids
+    # exercise -> mutant -> the grade ids it failed, up to the first that raised or wrote to stderr (whole_sections: all)
+    mutants: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # what kept the run from telling: a mutant that never ran
 
 
@@ -118,12 +131,16 @@ REGISTER_FORKED_SECTION = (
         source=(ROOT / "autograders" / "forked_section.py").read_text(), module=forked_section.MODULE)
 
 
-def mutation_notebook(nb, mutants: dict[str, dict[str, str]], cell_seconds: int = 120) -> nbformat.NotebookNode:
+def mutation_notebook(nb, mutants: dict[str, dict[str, str]], cell_seconds: int = 120,
+                      whole_sections: frozenset[tuple[str, str]] = frozenset()) -> nbformat.NotebookNode:
     """A copy of notebook `nb` (its solution) that is its own mutation run when executed top to bottom.
 
     Added: before the first cell, one that registers the forked-section runner and starts the clock; just before each
     exercise's section, one cell per mutant of it, which runs the mutated section in a fork of the kernel (each cell
-    of it stopped after `cell_seconds`), from the state the solution's run has reached there; after the last cell, one
+    of it stopped after `cell_seconds`), from the state the solution's run has reached there, until the first grade
+    cell that raises or writes to stderr (the mutant has lost points: the rest of its section is not run), or to the
+    section's end for the (exercise, mutant) pairs in `whole_sections` (where the test is which cells a mutant costs);
+    after the last cell, one
     that reports the run's seconds and peak memory (the mutants left out). The added cells are ordinary code cells,
     so the notebook can be graded like any submission (the class grader ignores cells it does not manage) and read
     back by `mutation_report`.
@@ -140,9 +157,11 @@ def mutation_notebook(nb, mutants: dict[str, dict[str, str]], cell_seconds: int 
         exercise = before.get(index)
         if exercise is not None:
             code = [i for i in parts[exercise] if nb.cells[i].cell_type == "code"]
+            graded = [n for n, i in enumerate(code) if nbgrader_meta(nb.cells[i]).get("grade")]
             for name, replacement in mutants.get(exercise, {}).items():
                 sources = [mutate(nb.cells[i].source, replacement) if i == index else nb.cells[i].source for i in code]
-                cells.append(added(f"{_RUNNER}.run({sources!r}, {cell_seconds})", role="mutant", exercise=exercise,
+                stop = None if (exercise, name) in whole_sections else graded
+                cells.append(added(f"{_RUNNER}.run({sources!r}, {cell_seconds}, {stop!r})", role="mutant", exercise=exercise,
                                    mutant=name, seconds=forked_section.deadline(len(sources), cell_seconds) + 30))
         cells.append(copy.deepcopy(cell))
     cells.append(added(f"{_RUNNER}.report()", role="report"))
@@ -218,10 +237,11 @@ def mutation_report(executed) -> RunReport:
     return report
 
 
-def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout: int = 120) -> RunReport:
+def run_with_mutants(notebook: Path, mutants: dict[str, dict[str, str]], timeout: int = 120,
+                     whole_sections: frozenset[tuple[str, str]] = frozenset()) -> RunReport:
     """Run `notebook`'s mutation notebook in a plain kernel (one BLAS thread, as a graded run), no sandbox; for an
     author checking new mutants quickly. The suite runs the same notebook through the class grader instead."""
-    nb = mutation_notebook(nbformat.read(notebook, as_version=4), mutants, timeout)
+    nb = mutation_notebook(nbformat.read(notebook, as_version=4), mutants, timeout, whole_sections)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             timeout_func=lambda cell: cell.get("metadata", {}).get(ADDED, {}).get("seconds", timeout),
                             resources={"metadata": {"path": str(notebook.parent)}})

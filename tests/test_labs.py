@@ -58,7 +58,7 @@ def exercise_tests(lab: str) -> dict[str, list[str]]:
 # at a time on a 2-core VM. They only order the runs, longest lab first, so that no core idles at the end while it
 # finishes alone; a lab not listed counts as the longest, and where pytest's cache is on the last run's figures take
 # their place.
-LAB_SECONDS = {"lab01_metrics": 96, "lab02_pruning": 267, "lab03_quantization": 85, "lab03b_low_bit": 94,
+LAB_SECONDS = {"lab01_metrics": 96, "lab02_pruning": 267, "lab03_quantization": 85, "lab03b_low_bit": 94, "lab04_nas": 150,
                "lab07_llm": 269}
 LAB_SECONDS_KEY = "tinyml/lab_seconds"
 SIDE_BY_SIDE = min(2, os.cpu_count() or 1)  # labs run at once: one per core, two at most (the 2-core reference VM)
@@ -160,7 +160,8 @@ def mutants_of(lab: str) -> dict[str, dict[str, str]]:
 def write_submissions(lab: str, grading: Path) -> Limits:
     """The two submissions of `lab` in `grading`/submitted: the solution as its own mutation run, the blank release;
     returns the limits to grade them with."""
-    solution = mutation_notebook(nbformat.read(source_of(lab), as_version=4), mutants_of(lab))
+    solution = mutation_notebook(nbformat.read(source_of(lab), as_version=4), mutants_of(lab),
+                                 whole_sections=frozenset({(crash_mutant(lab)[0], CRASH)}))
     for student, notebook in (("solution", solution), ("blank", nbformat.read(release_of(lab), as_version=4))):
         dest = grading / "submitted" / student / lab / f"{lab}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -351,3 +352,28 @@ def test_a_mutant_starts_from_the_state_before_its_section(tmp_path):
     assert report.failed_grade_cells == [] and report.problems == []
     assert report.mutants == {"f": {"raises": ["test_value"]}, "g": {"raises": ["test_later"], "slow but right": []}}
     assert 1 <= report.seconds < 3, f"the solution's own cells took about 1 s, reported {report.seconds:.1f} s"
+
+
+def test_a_mutant_stops_at_its_first_lost_grade_cell_unless_its_whole_section_is_asked(tmp_path):
+    """A mutant's fork stops at the first grade cell that raises: the cells after it are neither run nor counted (a
+    marker file shows they did not run); a mutant in `whole_sections` runs to the end and costs every cell it fails;
+    a grade cell that fails by partial credit alone does not stop the fork."""
+    def meta(grade_id: str, grade: bool, points: int = 1) -> dict:
+        return {"nbgrader": {"grade": grade, "grade_id": grade_id, "locked": grade, "points": points if grade else 0,
+                             "schema_version": 3, "solution": not grade, "task": False}}
+    marker = tmp_path / "ran"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", metadata=meta("f", False)),
+        nbformat.v4.new_code_cell("assert f() != 'partial'\n0.5 if f() == 'half' else None", metadata=meta("test_first", True, 2)),
+        nbformat.v4.new_code_cell(f"open({str(marker)!r}, 'a').write('x')"),
+        nbformat.v4.new_code_cell("assert f() == 1", metadata=meta("test_second", True)),
+    ])
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    mutants = {"raises": "raise RuntimeError('a student bug')", "again": "raise RuntimeError('a student bug')",
+               "half": "return 'half'"}
+    report = run_with_mutants(path, {"f": mutants}, timeout=30, whole_sections=frozenset({("f", "again")}))
+    assert report.failed_grade_cells == [] and report.problems == []
+    assert report.mutants["f"] == {"raises": ["test_first"], "again": ["test_first", "test_second"],
+                                   "half": ["test_first", "test_second"]}
+    assert marker.read_text() == "xxx", "the solution, the whole-section mutant and the partial-credit one ran the cell"

@@ -109,3 +109,14 @@ def test_mutation_regions_accept_c_comment_markers():
     src = "X = r'''\nvoid k() {\n    int t = 0;\n    // ### BEGIN SOLUTION\n    t += 1;\n    // ### END SOLUTION\n}\n'''"
     assert SOLUTION_REGION.search(src)["indent"] == "    "
     assert mutate(src, "t -= 1;") == "X = r'''\nvoid k() {\n    int t = 0;\n    t -= 1;\n}\n'''"
+
+
+def test_a_mutant_may_be_an_edit_of_the_answer():
+    src = "def f(x):\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y * 2\n    ### END SOLUTION\n"
+    assert mutate(src, ("x + 1", "x - 1")) == src.replace("x + 1", "x - 1")
+    assert mutate(src, [("x + 1", "x"), ("y * 2", "y * 3")]) == src.replace("x + 1", "x").replace("y * 2", "y * 3")
+    for missing in (("x + 2", "x"), ("y", "z")):   # absent, or found more than once: the edit is ambiguous
+        with pytest.raises(ValueError, match="expected .* once in the solution"):
+            mutate(src, missing)
+    with pytest.raises(ValueError, match="once in the solution"):
+        mutate("a = 1\n" + src, ("a = 1", "a = 2"))   # outside the solution region
