@@ -49,7 +49,7 @@ from pathlib import Path
 import nbformat
 
 from autograders.course import ROOT
-from autograders.mutation import load_mutants, mutate, nbgrader_meta, python_exercises, sections
+from autograders.mutation import Edit, load_mutants, mutate, nbgrader_meta, python_exercises, sections
 
 ATTACK = '''
 import glob, os, shutil, sqlite3
@@ -228,7 +228,7 @@ def _answer_cells(nb) -> dict[str, int]:
     return {gid: idx[0] for gid, idx in sections(nb).items()}
 
 
-def _set_answer(nb, index: int, body: str) -> None:
+def _set_answer(nb, index: int, body: str | Edit | list[Edit]) -> None:
     cell = nb["cells"][index]
     cell["source"] = mutate(cell["source"], body)
 

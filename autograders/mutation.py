@@ -67,6 +67,16 @@ def python_exercises(nb) -> list[str]:
 Edit = tuple[str, str]  # (text of the solution region, what replaces it): a mutant written as a change to the answer
 
 
+def as_edits(replacement: Edit | list[Edit]) -> list[Edit]:
+    """A mutant written as one edit (old, new) or a list of them, as a list of edits."""
+    return [replacement] if isinstance(replacement[0], str) else list(replacement)
+
+
+def mutant_code(replacement: str | Edit | list[Edit]) -> str:
+    """The code a mutant brings into the answer: its replacement, or the new sides of its edits, one per line."""
+    return replacement if isinstance(replacement, str) else "\n".join(new for _, new in as_edits(replacement))
+
+
 def mutate(source: str, replacement: str | Edit | list[Edit]) -> str:
     """A cell's source with its solution region replaced by `replacement` (code, indented like the BEGIN marker), or
     changed by one edit (old, new) or a list of them, each `old` found exactly once in the region."""
@@ -77,7 +87,7 @@ def mutate(source: str, replacement: str | Edit | list[Edit]) -> str:
         body = indent(dedent(replacement).strip("\n"), match["indent"])
     else:
         body = source[match.start():match.end()]
-        for old, new in [replacement] if isinstance(replacement[0], str) else replacement:
+        for old, new in as_edits(replacement):
             if body.count(old) != 1:
                 raise ValueError(f"mutant edit: expected {old!r} once in the solution, found it {body.count(old)} times")
             body = body.replace(old, new)

@@ -11,7 +11,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tinyml_lib.data import nas as nas_data
 from tinyml_lib.metrics import count_macs, count_params
+from tinyml_lib.nas.space import sample_subnet
 from tinyml_lib.models import vgg_like
 from tinyml_lib.supernet import (DynamicBatchNorm2d, Supernet, SubnetConfig, SupernetSpace, depthwise_dense,
                                  recalibrate_bn, resize)
@@ -35,7 +37,7 @@ DATASET = script("make_subnet_dataset")
 
 def random_configs(n, seed=0):
     rng = random.Random(seed)
-    return [TRAIN.sample_config(SPACE, rng) for _ in range(n)]
+    return [sample_subnet(SPACE, rng) for _ in range(n)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -301,10 +303,10 @@ def test_macs_three_ways(net, which):
 
 def test_dataset_rows_round_trip():
     for config in random_configs(5, seed=11) + [SPACE.largest(), SPACE.smallest()]:
-        row = DATASET.to_row(SPACE, config, 123, 90.5)
-        header = DATASET.columns(SPACE)
+        row = nas_data.to_row(SPACE, config, 123, 90.5)
+        header = nas_data.columns(SPACE)
         assert len(row) == len(header) == 2 + 3 + 9 + 9 + 2
-        assert DATASET.from_row(SPACE, {k: str(v) for k, v in zip(header, row)}) == config
+        assert nas_data.from_row(SPACE, {k: str(v) for k, v in zip(header, row)}) == config
 
 
 def test_a_sandwich_step_reaches_the_kernel_transforms():

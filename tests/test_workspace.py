@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from autograders.answers import ROOT, answer_lines, gives_away, lab_names, lab_units
-from autograders.mutation import load_mutants
+from autograders.mutation import load_mutants, mutant_code
 from autograders.workspace import kernel_env, read_state, sync, write_state
 
 TEXT = (".py", ".ipynb", ".md", ".cu", ".h", ".toml", ".txt", ".json")
@@ -49,7 +49,7 @@ def mutant_lines() -> dict[str, set[str]]:
     for lab in lab_names():
         for exercise, mutants in load_mutants(lab).items():
             for description, code in mutants.items():
-                lines = {line.strip() for line in code.splitlines() if len(line.strip()) >= 25}
+                lines = {line.strip() for line in mutant_code(code).splitlines() if len(line.strip()) >= 25}
                 found[f"{lab}/{exercise}/{description}"] = {l for l in lines if json.dumps(l)[1:-1] not in public}
     return {name: lines for name, lines in found.items() if lines}
 

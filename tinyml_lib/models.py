@@ -57,13 +57,16 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, groups
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 linear project, residual when shapes allow."""
+    """MobileNetV2 block: 1x1 expand -> kxk depthwise (3x3 in MobileNetV2) -> 1x1 linear project, residual when
+    shapes allow. `block` is an nn.Sequential of conv_bn_relu stages: [expand (absent when expand == 1), depthwise,
+    project]."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, expand: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int, kernel: int = 3):
         super().__init__()
         hidden = c_in * expand
         layers = [conv_bn_relu(c_in, hidden, 1)] if expand != 1 else []
-        layers += [conv_bn_relu(hidden, hidden, 3, stride, groups=hidden), conv_bn_relu(hidden, c_out, 1, relu=False)]
+        layers += [conv_bn_relu(hidden, hidden, kernel, stride, groups=hidden),
+                   conv_bn_relu(hidden, c_out, 1, relu=False)]
         self.block = nn.Sequential(*layers)
         self.residual = stride == 1 and c_in == c_out
 

@@ -8,8 +8,7 @@ each one recalibrates its BatchNorm statistics on the fixed training images the 
 top-1 accuracy on the whole "val" split (5,000 images) and counts its MACs with PyTorch's own FLOP counter
 (independent of Lab 01's). Workers are forked processes of one thread each; the CSV does not depend on their number.
 
-CSV columns: resolution, width, d0..d{S-1} (blocks per stage), k{s}_{b} and e{s}_{b} (kernel size and expand ratio
-of block b of stage s; 0 where the block is skipped), macs (one 1-image forward pass), accuracy (percent on "val").
+The CSV's columns are tinyml_lib.data.nas's (which loads it for the lab).
 """
 from __future__ import annotations
 
@@ -31,9 +30,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinyml_lib.data import load_fashion_mnist  # noqa: E402
 from tinyml_lib.data.manifest import sha256_of  # noqa: E402
+from tinyml_lib.data.nas import columns, to_row  # noqa: E402
 from tinyml_lib.supernet import Supernet, SubnetConfig, SupernetSpace, recalibrate_bn, resize  # noqa: E402
 from tinyml_lib.training import accuracy  # noqa: E402
-from train_supernet import CALIBRATION_IMAGES, CALIBRATION_SEED, sample_config  # noqa: E402
+from tinyml_lib.nas.space import sample_subnet  # noqa: E402
+from train_supernet import CALIBRATION_IMAGES, CALIBRATION_SEED  # noqa: E402
 
 _STATE: dict = {}  # per worker process: the supernet and the images at each resolution
 
@@ -50,30 +51,6 @@ def subnet_macs(net: Supernet, config: SubnetConfig) -> int:
         net(x, config)
     flops = counter.get_flop_counts()["Global"]
     return (flops[torch.ops.aten.convolution] + flops[torch.ops.aten.addmm]) // 2
-
-
-def columns(space: SupernetSpace) -> list[str]:
-    """The CSV header for `space`."""
-    stages = range(len(space.stage_channels))
-    blocks = [f"{kind}{s}_{b}" for kind in "ke" for s in stages for b in range(max(space.depths))]
-    return ["resolution", "width"] + [f"d{s}" for s in stages] + blocks + ["macs", "accuracy"]
-
-
-def to_row(space: SupernetSpace, config: SubnetConfig, macs: int, acc: float) -> list:
-    """One CSV row: the config's fields, 0 for skipped blocks, then MACs and accuracy."""
-    def padded(per_stage: tuple[tuple[int, ...], ...]) -> list[int]:
-        return [v for stage in per_stage for v in stage + (0,) * (max(space.depths) - len(stage))]
-    return [config.resolution, config.width, *config.depths, *padded(config.kernels), *padded(config.expands),
-            macs, acc]
-
-
-def from_row(space: SupernetSpace, row: dict[str, str]) -> SubnetConfig:
-    """The SubnetConfig of a CSV row (a dict from csv.DictReader)."""
-    stages = range(len(space.stage_channels))
-    depths = tuple(int(row[f"d{s}"]) for s in stages)
-    per_block = {kind: tuple(tuple(int(row[f"{kind}{s}_{b}"]) for b in range(depths[s])) for s in stages)
-                 for kind in "ke"}
-    return SubnetConfig(int(row["resolution"]), float(row["width"]), depths, per_block["k"], per_block["e"])
 
 
 def _init_worker(state: dict, threads: int) -> None:
@@ -114,7 +91,7 @@ def main() -> None:
     net, checkpoint_sha = load_net(args.checkpoint)
     space, rng, configs = net.space, random.Random(args.seed), []
     while len(configs) < args.count:
-        config = sample_config(space, rng)
+        config = sample_subnet(space, rng)
         if config not in configs:
             configs.append(config)
     calibration = load_fashion_mnist("train", CALIBRATION_IMAGES, seed=CALIBRATION_SEED)[0]

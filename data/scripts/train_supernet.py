@@ -28,24 +28,13 @@ from tqdm.auto import tqdm
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tinyml_lib.data import fashion_mnist_loader, load_fashion_mnist  # noqa: E402
-from tinyml_lib.supernet import (Supernet, SubnetConfig, SupernetSpace, recalibrate_bn,  # noqa: E402
-                                 resize)
+from tinyml_lib.nas.space import sample_subnet  # noqa: E402  (Lab 04's sampler: one implementation)
+from tinyml_lib.supernet import Supernet, SubnetConfig, SupernetSpace, recalibrate_bn, resize  # noqa: E402
 from tinyml_lib.training import TrainConfig, accuracy  # noqa: E402
 
 RECIPE = TrainConfig(epochs=4, batch_size=128, lr=3e-3, weight_decay=5e-4, label_smoothing=0.05, seed=0)
 RANDOM_SUBNETS = 2       # per step, besides the largest and the smallest
 CALIBRATION_IMAGES, CALIBRATION_SEED = 1000, 1  # the training images that re-estimate a subnet's BN statistics
-
-
-def sample_config(space: SupernetSpace, rng: random.Random) -> SubnetConfig:
-    """A random subnet: every choice drawn independently and uniformly (resolution, width, depths, then per block).
-
-    The data scripts' sampler; Lab 04's students write their own (and the lab's exported one may replace this).
-    """
-    depths = tuple(rng.choice(space.depths) for _ in space.stage_channels)
-    return SubnetConfig(rng.choice(space.resolutions), rng.choice(space.widths), depths,
-                        tuple(tuple(rng.choice(space.kernels) for _ in range(d)) for d in depths),
-                        tuple(tuple(rng.choice(space.expands) for _ in range(d)) for d in depths))
 
 
 def sandwich_step(net: Supernet, x: torch.Tensor, y: torch.Tensor, configs: list[SubnetConfig],
@@ -84,7 +73,7 @@ def train(net: Supernet, recipe: TrainConfig, steps: int | None = None, progress
     bar = tqdm(total=total, desc="supernet", disable=not progress, mininterval=10)
     while done < total:
         for x, y in loader:
-            configs = [space.largest(), space.smallest()] + [sample_config(space, rng) for _ in range(RANDOM_SUBNETS)]
+            configs = [space.largest(), space.smallest()] + [sample_subnet(space, rng) for _ in range(RANDOM_SUBNETS)]
             opt.zero_grad(set_to_none=True)
             losses = sandwich_step(net, x, y, configs, recipe.label_smoothing)
             opt.step()
