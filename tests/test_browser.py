@@ -94,13 +94,18 @@ def cell(page, index: int):
 def run_cell(page, index: int, expect: str = "", timeout: float = 120_000) -> str:
     """Select cell `index`, run it (Ctrl+Enter), wait until it has run (a new execution count in its prompt) and its
     output shows `expect`; returns the output text."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     target = cell(page, index)
     prompt = target.locator(".jp-InputArea-prompt")
     before = prompt.inner_text()
     for _ in range(3):
         # A key press that lands while a freshly opened notebook is still settling is lost (once in CI: the prompt
         # stayed "[ ]:" for 30 s); a cell that was sent shows "[*]:" or a new count. Press again only if neither shows.
-        prompt.click()
+        try:   # JupyterLab may scroll back to the active cell while this one renders: then scroll to it again
+            prompt.click(timeout=10_000)
+        except PlaywrightTimeout:
+            target = cell(page, index)
+            continue
         page.keyboard.press("Control+Enter")
         sent = time.monotonic() + 5
         while time.monotonic() < sent and prompt.inner_text() == before:
