@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -49,20 +50,22 @@ def accuracy(model_or_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 500) ->
 
 
 def train_classifier(model: nn.Module, train: DataLoader, config: TrainConfig = TrainConfig(),
-                     progress: bool = True) -> dict:
+                     progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict:
     """Train `model` in place with cross-entropy; returns {"seconds", "final_loss", "steps"}.
 
     Args:
         model: classifier mapping a batch x to logits (B, classes) float32.
         train: DataLoader of (x, y) with y (B,) int64.
         config: the recipe (its seed is applied here).
+        on_step: called with the number of steps done after every optimiser step (e.g. to record a learning curve;
+            it may evaluate the model: train mode is restored after it returns).
     """
     torch.manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * len(train))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     model.train()
-    start, loss = time.perf_counter(), torch.tensor(float("nan"))
+    start, loss, step = time.perf_counter(), torch.tensor(float("nan")), 0
     for epoch in range(config.epochs):
         for x, y in tqdm(train, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
             loss = loss_fn(model(x), y)
@@ -70,4 +73,7 @@ def train_classifier(model: nn.Module, train: DataLoader, config: TrainConfig = 
             loss.backward()
             opt.step()
             sched.step()
-    return {"seconds": time.perf_counter() - start, "final_loss": float(loss), "steps": config.epochs * len(train)}
+            if on_step is not None:
+                on_step(step := step + 1)
+                model.train()
+    return {"seconds": time.perf_counter() - start, "final_loss": loss.item(), "steps": config.epochs * len(train)}
