@@ -50,30 +50,36 @@ def accuracy(model_or_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 500) ->
 
 
 def train_classifier(model: nn.Module, train: DataLoader, config: TrainConfig = TrainConfig(),
-                     progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict:
-    """Train `model` in place with cross-entropy; returns {"seconds", "final_loss", "steps"}.
+                     progress: bool = True, on_step: Callable[[int], None] | None = None,
+                     loss: Callable[..., torch.Tensor] | None = None, params=None) -> dict:
+    """Train `model` in place; returns {"seconds", "final_loss", "steps"}.
 
     Args:
         model: classifier mapping a batch x to logits (B, classes) float32.
-        train: DataLoader of (x, y) with y (B,) int64.
+        train: DataLoader of (x, y, *extra) with y (B,) int64; extra tensors (e.g. a teacher's logits) go to `loss`.
         config: the recipe (its seed is applied here).
         on_step: called with the number of steps done after every optimiser step (e.g. to record a learning curve;
             it may evaluate the model: train mode is restored after it returns).
+        loss: loss(model, x, y, *extra) -> scalar tensor; default cross-entropy of model(x) with the recipe's label
+            smoothing (e.g. a distillation loss that also reads a teacher's logits from extra).
+        params: the parameters to optimise (default model.parameters(); e.g. a student's and a hint layer's).
     """
     torch.manual_seed(config.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(model.parameters() if params is None else params, lr=config.lr,
+                            weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.epochs * len(train))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    cross_entropy = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = loss or (lambda model, x, y, *extra: cross_entropy(model(x), y))
     model.train()
-    start, loss, step = time.perf_counter(), torch.tensor(float("nan")), 0
+    start, value, step = time.perf_counter(), torch.tensor(float("nan")), 0
     for epoch in range(config.epochs):
-        for x, y in tqdm(train, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
-            loss = loss_fn(model(x), y)
+        for x, y, *extra in tqdm(train, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False):
+            value = loss_fn(model, x, y, *extra)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             opt.step()
             sched.step()
             if on_step is not None:
                 on_step(step := step + 1)
                 model.train()
-    return {"seconds": time.perf_counter() - start, "final_loss": loss.item(), "steps": config.epochs * len(train)}
+    return {"seconds": time.perf_counter() - start, "final_loss": value.item(), "steps": config.epochs * len(train)}

@@ -114,8 +114,9 @@ def build_library(tu_text, display_name, mode, include_dirs=()):
     """
     cxx, version = compiler()
     rt = runtime_object()
+    headers = tuple(h.read_text() for d in include_dirs for h in sorted(Path(d).glob("*.cuh")))  # a changed header rebuilds
     key = cache_key(tu_text, mode, HEADER.read_text(), version, BASE_FLAGS, MODE_FLAGS[mode], LINK_FLAGS,
-                    tuple(map(str, include_dirs)))
+                    tuple(map(str, include_dirs)), headers)
     path = cache_dir() / f"k-{key}-{mode}.so"
     incs = ["-include", str(HEADER), "-I", str(stub_include_dir())] + [f"-I{d}" for d in include_dirs]
 

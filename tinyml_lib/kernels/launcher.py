@@ -41,14 +41,18 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
+def kernels_dir():
+    """The course's kernel folder: <repo>/kernels (the library is installed editable), or $TINYML_KERNELS_DIR."""
+    return Path(os.environ.get("TINYML_KERNELS_DIR") or Path(__file__).resolve().parents[2] / "kernels")
+
+
 def kernel_file(filename):
     """Path of a course kernel file, e.g. kernel_file("reduction.cu") -> <repo>/kernels/reduction.cu.
 
     The .cu files live in the repository's kernels/ folder (the library is installed editable); set
     $TINYML_KERNELS_DIR to use another folder.
     """
-    folder = Path(os.environ.get("TINYML_KERNELS_DIR") or Path(__file__).resolve().parents[2] / "kernels")
-    path = folder / filename
+    path = kernels_dir() / filename
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: install tinyml_lib editable from the repository "
                                 f"(pip install -e .) or set TINYML_KERNELS_DIR")
@@ -197,7 +201,7 @@ def _read_source(src):
         return text, path.name, (str(path.resolve().parent),)
     if not isinstance(src, str):
         raise TypeError(f"src must be a path to a .cu file or CUDA C source text, got {type(src).__name__}")
-    return src, "kernel.cu", ()
+    return src, "kernel.cu", (str(kernels_dir()),)   # a notebook's kernel may #include the course's headers
 
 
 def load_kernel(src, name, defines=None):
