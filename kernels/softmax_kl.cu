@@ -22,9 +22,14 @@
 #include "kl_state.cuh"
 
 // ------------------------------------------------------------------------------------ v1: three passes
-__device__ __forceinline__ float block_max(float v, float* scratch) {
+struct MaxOp { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+struct SumOp { __device__ float operator()(float a, float b) const { return a + b; } };
+
+// Every thread gets op over the block's values: a butterfly in each warp, then every thread reads the warps' results.
+template <class Op>
+__device__ __forceinline__ float block_all_reduce(float v, float* scratch, Op op) {
   for (int off = 16; off > 0; off >>= 1)
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   __syncthreads();  // scratch may still be read by the previous reduction
   if (lane == 0)
@@ -32,22 +37,8 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   __syncthreads();
   v = scratch[0];
   for (int w = 1; w < WARPS; ++w)
-    v = fmaxf(v, scratch[w]);
-  return v;  // every thread holds the block's maximum
-}
-
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
-  for (int off = 16; off > 0; off >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, off);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0)
-    scratch[warp] = v;
-  __syncthreads();
-  v = 0.0f;
-  for (int w = 0; w < WARPS; ++w)
-    v += scratch[w];
-  return v;  // every thread holds the block's sum
+    v = op(v, scratch[w]);
+  return v;
 }
 
 extern "C" __global__ void softmax_kl_v1(const float* __restrict__ t, const float* __restrict__ s,
@@ -60,21 +51,21 @@ extern "C" __global__ void softmax_kl_v1(const float* __restrict__ t, const floa
     mt = fmaxf(mt, tr[i] * inv_T);
     ms = fmaxf(ms, sr[i] * inv_T);
   }
-  mt = block_max(mt, scratch);
-  ms = block_max(ms, scratch);
+  mt = block_all_reduce(mt, scratch, MaxOp());
+  ms = block_all_reduce(ms, scratch, MaxOp());
   float st = 0.0f, ss = 0.0f;
   for (int i = threadIdx.x; i < n; i += BLOCK) {
     st += expf(tr[i] * inv_T - mt);
     ss += expf(sr[i] * inv_T - ms);
   }
-  st = block_sum(st, scratch);
-  ss = block_sum(ss, scratch);
+  st = block_all_reduce(st, scratch, SumOp());
+  ss = block_all_reduce(ss, scratch, SumOp());
   float w = 0.0f;
   for (int i = threadIdx.x; i < n; i += BLOCK) {
     const float a = tr[i] * inv_T, b = sr[i] * inv_T;
     w += expf(a - mt) * (a - b);
   }
-  w = block_sum(w, scratch);
+  w = block_all_reduce(w, scratch, SumOp());
   if (threadIdx.x == 0)
     kl[blockIdx.x] = w / st - (mt + logf(st)) + (ms + logf(ss));
 }

@@ -18,7 +18,7 @@ from tinyml_lib.data import load_fashion_mnist
 from tinyml_lib.models import InvertedResidual
 from tinyml_lib.nas.extraction import extract_subnet
 from tinyml_lib.supernet import Supernet, resize
-from tinyml_lib.training import TrainConfig, train_classifier
+from tinyml_lib.training import TrainConfig, accuracy, learning_curve, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,15 @@ def test_train_classifier_calls_on_step_after_every_step_in_train_mode():
 
     train_classifier(model, loader, TrainConfig(epochs=2), progress=False, on_step=on_step)
     assert seen == [(step, True) for step in range(1, 11)]
+
+
+def test_learning_curve_records_every_few_steps():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    curve, on_step = learning_curve(model, x, y, every=3)
+    train_classifier(model, loader, TrainConfig(epochs=2), progress=False, on_step=on_step)
+    assert [step for step, _ in curve] == [0, 3, 6, 9]
+    assert curve[-1][1] == accuracy(model, x, y)
+    with pytest.raises(ValueError, match="every"):
+        learning_curve(model, x, y, every=0)

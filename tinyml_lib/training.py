@@ -83,3 +83,22 @@ def train_classifier(model: nn.Module, train: DataLoader, config: TrainConfig = 
                 on_step(step := step + 1)
                 model.train()
     return {"seconds": time.perf_counter() - start, "final_loss": value.item(), "steps": config.epochs * len(train)}
+
+
+def learning_curve(model_or_fn, x: torch.Tensor, y: torch.Tensor, every: int) -> tuple[list, Callable[[int], None]]:
+    """A learning curve to fill while training: ([(0, accuracy now)], an on_step for train_classifier that appends
+    (step, accuracy(model_or_fn, x, y)) every `every` steps).
+
+    Args:
+        model_or_fn: what `accuracy` evaluates (the model being trained).  x, y: evaluation images and labels.
+        every: steps between two points, >= 1.
+    """
+    if every < 1:
+        raise ValueError(f"every: expected a number of steps >= 1, got {every}")
+    curve = [(0, accuracy(model_or_fn, x, y))]
+
+    def on_step(step: int) -> None:
+        if step % every == 0:
+            curve.append((step, accuracy(model_or_fn, x, y)))
+
+    return curve, on_step

@@ -42,13 +42,16 @@ def softmax_kl_kernel(version: int, block: int = 128):
     return load_kernel(kernel_file("softmax_kl.cu"), f"softmax_kl_v{version}", defines={"BLOCK": block})
 
 
-def softmax_kl(t, s, temperature: float, version: int = 2, block: int = 128, check=None, counters=False):
+def softmax_kl(t, s, temperature: float, version: int = 2, block: int = 128, check=None, counters=False,
+               kernel=None):
     """Per-row KL(softmax(t / T) || softmax(s / T)) on the tier matching t (NumPy: CPU emulator, CuPy: GPU).
 
     Args:
         t, s: (rows, n) float32, C-contiguous, same shape, n >= 1, both NumPy or both CuPy.
         temperature: T > 0.  version: 1 (three passes) or 2 (one pass, online softmax).
         block: threads per block (a multiple of 32, up to 1024).  check, counters: passed to the launch (CPU tier).
+        kernel: a loaded Kernel with softmax_kl_v2's signature and BLOCK = `block` to launch instead of
+            softmax_kl_v{version} (e.g. Lab 05's own; then kernels/softmax_kl.cu is not read).
     Returns:
         (rows,) float32 KL per row, or (kl, LaunchStats) when counters=True.
     """
@@ -66,7 +69,7 @@ def softmax_kl(t, s, temperature: float, version: int = 2, block: int = 128, che
     kl = xp.zeros(t.shape[0], dtype=xp.float32)
     if t.shape[0] == 0:
         return (kl, None) if counters else kl
-    stats = softmax_kl_kernel(version, block)(t.shape[0], block,
-                                              (t, s, kl, np.int32(t.shape[1]), np.float32(1.0 / temperature)),
-                                              check=check, counters=counters)
+    kernel = kernel or softmax_kl_kernel(version, block)
+    stats = kernel(t.shape[0], block,
+                   (t, s, kl, np.int32(t.shape[1]), np.float32(1.0 / temperature)), check=check, counters=counters)
     return (kl, stats) if counters else kl
