@@ -69,7 +69,7 @@ def softmax_kl(t, s, temperature: float, version: int = 2, block: int = 128, che
     kl = xp.zeros(t.shape[0], dtype=xp.float32)
     if t.shape[0] == 0:
         return (kl, None) if counters else kl
-    kernel = kernel or softmax_kl_kernel(version, block)
+    kernel = softmax_kl_kernel(version, block) if kernel is None else kernel
     stats = kernel(t.shape[0], block,
                    (t, s, kl, np.int32(t.shape[1]), np.float32(1.0 / temperature)), check=check, counters=counters)
     return (kl, stats) if counters else kl
