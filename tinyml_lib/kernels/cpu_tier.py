@@ -53,12 +53,13 @@ def compiler():
     return cxx, version
 
 
-def _run_compiler(cmd, display_name):
+def run_compiler(cmd, display_name, tier="the CPU tier"):
+    """Run a compiler command; KernelCompileError with its first 80 lines of messages if it fails."""
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.splitlines() if "In file included from <command-line>" not in ln]
         shown = "\n".join(lines[:80]) + ("\n..." if len(lines) > 80 else "")
-        raise KernelCompileError(f"{display_name} failed to compile for the CPU tier ({cmd[0]}):\n{shown}")
+        raise KernelCompileError(f"{display_name} failed to compile for {tier} ({cmd[0]}):\n{shown}")
 
 
 @lru_cache(maxsize=None)
@@ -67,7 +68,7 @@ def runtime_object():
     cxx, version = compiler()
     header = HEADER.read_text()
     path = cache_dir() / f"cuemu-runtime-{cache_key(header, version, BASE_FLAGS)}.o"
-    build = lambda tmp: _run_compiler([cxx, *BASE_FLAGS, "-O2", "-DCUEMU_RUNTIME", "-x", "c++", "-c", str(HEADER),
+    build = lambda tmp: run_compiler([cxx, *BASE_FLAGS, "-O2", "-DCUEMU_RUNTIME", "-x", "c++", "-c", str(HEADER),
                                        "-o", str(tmp)], "cuda_emu.h runtime")
     return build_cached(path, build)
 
@@ -86,22 +87,23 @@ _EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)
                             r"([A-Za-z_][\w\s]*?)\s*(?:__align__\s*\(\s*\d+\s*\)\s*)?\b([A-Za-z_]\w*)\s*\[\s*\]\s*;")
 
 
-def translation_unit(source, filename, defines):
-    """The C++ text compiled for the CPU tier: defines, the kernel source (line-numbered as `filename`), entry points.
+def translation_unit(source, filename, defines, names=None, prelude=""):
+    """The C++ text compiled for the CPU tier: prelude, defines, the kernel source (line-numbered as `filename`), an
+    entry point per kernel: `names`, or every `__global__` function of the source.
 
     `extern __shared__ T name[];` (dynamic shared memory) becomes a pointer to the runtime's buffer, on the same
     line so compiler messages keep the kernel's line numbers.
     """
-    head = "".join(f"#define {k} {v}\n" for k, v in defines)
+    head = prelude + "".join(f"#define {k} {v}\n" for k, v in defines)
     body = _EXTERN_SHARED.sub(lambda m: f"{m.group(1)}* const {m.group(2)} = "
                               f"reinterpret_cast<{m.group(1)}*>(cuemu_dyn_smem);", source)
     entries = "".join(f'extern "C" __attribute__((visibility("default"))) CUEMU_UNCHECKED void cuemu_entry_{n}(void** a) '
-                      f"{{ cuemu_invoke({n}, a); }}\n" for n in dict.fromkeys(kernel_names(source)))
+                      f"{{ cuemu_invoke({n}, a); }}\n" for n in dict.fromkeys(names or kernel_names(source)))
     quoted = filename.replace("\\", "/").replace('"', "")
     return f'{head}#line 1 "{quoted}"\n{body}\n#line 1 "<tinyml_lib entry points>"\n{entries}'
 
 
-def build_library(tu_text, display_name, mode, include_dirs=()):
+def build_library(tu_text, display_name, mode, include_dirs=(), extra_flags=(), libraries=()):
     """Compile a translation unit into a shared library (cached by content, mode and header version).
 
     Args:
@@ -109,6 +111,7 @@ def build_library(tu_text, display_name, mode, include_dirs=()):
         display_name: file name shown in compiler messages ("reduction.cu").
         mode: "fast" or "check".
         include_dirs: extra -I folders (the .cu file's folder).
+        extra_flags: more compiler flags (the C tier's -march).  libraries: -l flags for the link (its -lgomp).
     Returns:
         Path of the .so file.
     """
@@ -116,7 +119,7 @@ def build_library(tu_text, display_name, mode, include_dirs=()):
     rt = runtime_object()
     headers = tuple(h.read_text() for d in include_dirs for h in sorted(Path(d).glob("*.cuh")))  # a changed header rebuilds
     key = cache_key(tu_text, mode, HEADER.read_text(), version, BASE_FLAGS, MODE_FLAGS[mode], LINK_FLAGS,
-                    tuple(map(str, include_dirs)), headers)
+                    tuple(map(str, include_dirs)), headers, *extra_flags, *libraries)
     path = cache_dir() / f"k-{key}-{mode}.so"
     incs = ["-include", str(HEADER), "-I", str(stub_include_dir())] + [f"-I{d}" for d in include_dirs]
 
@@ -125,8 +128,9 @@ def build_library(tu_text, display_name, mode, include_dirs=()):
         src.write_text(tu_text)
         obj = tmp.with_suffix(".o")
         try:
-            _run_compiler([cxx, *BASE_FLAGS, *MODE_FLAGS[mode], *incs, "-c", str(src), "-o", str(obj)], display_name)
-            _run_compiler([cxx, *LINK_FLAGS, str(obj), str(rt), "-o", str(tmp)], display_name)
+            run_compiler([cxx, *BASE_FLAGS, *MODE_FLAGS[mode], *extra_flags, *incs, "-c", str(src), "-o", str(obj)],
+                         display_name)
+            run_compiler([cxx, *LINK_FLAGS, str(obj), str(rt), *libraries, "-o", str(tmp)], display_name)
         finally:
             for f in (src, obj):
                 f.unlink(missing_ok=True)
@@ -145,7 +149,7 @@ def load_library(path):
     return lib
 
 
-def _marshal(params, args):
+def marshal(params, args):
     """ctypes arrays for cuemu_launch: argv (pointers to values), host buffers, sizes; plus objects to keep alive."""
     n = len(args)
     argv, host, nbytes = (ctypes.c_void_p * n)(), (ctypes.c_void_p * n)(), (ctypes.c_int64 * n)()
@@ -176,7 +180,7 @@ def launch(path, name, params, args, grid, block, shared_mem, flags):
     """
     lib = load_library(path)
     entry = ctypes.cast(getattr(lib, f"cuemu_entry_{name}"), ctypes.c_void_p)
-    argv, host, nbytes, _keep = _marshal(params, args)
+    argv, host, nbytes, _keep = marshal(params, args)
     info = LaunchInfo()
     status = lib.cuemu_launch(entry, argv, host, nbytes, len(args), (ctypes.c_uint * 3)(*grid),
                               (ctypes.c_uint * 3)(*block), shared_mem, flags, ctypes.byref(info))

@@ -204,6 +204,16 @@ def _read_source(src):
     return src, "kernel.cu", (str(kernels_dir()),)   # a notebook's kernel may #include the course's headers
 
 
+def checked_defines(defines):
+    """dict NAME -> value as sorted (NAME, value) pairs for `#define` lines; ValueError for a name that is not a C
+    identifier (bools become 0 / 1)."""
+    items = tuple(sorted((defines or {}).items()))
+    for key, value in items:
+        if not re.fullmatch(r"[A-Za-z_]\w*", str(key)):
+            raise ValueError(f"define name {key!r} is not a C identifier")
+    return tuple((k, int(v) if isinstance(v, (bool, np.bool_)) else v) for k, v in items)
+
+
 def load_kernel(src, name, defines=None):
     """Load kernel `name` from a .cu file or CUDA C source text.
 
@@ -215,12 +225,7 @@ def load_kernel(src, name, defines=None):
         Kernel. It is compiled now for the tier this machine will use (compile errors raise KernelCompileError).
     """
     source, filename, include_dirs = _read_source(src)
-    items = tuple(sorted((defines or {}).items()))
-    for key, value in items:
-        if not re.fullmatch(r"[A-Za-z_]\w*", str(key)):
-            raise ValueError(f"define name {key!r} is not a C identifier")
-    items = tuple((k, int(v) if isinstance(v, (bool, np.bool_)) else v) for k, v in items)
-    kernel = Kernel(source, name, items, filename, include_dirs)
+    kernel = Kernel(source, name, checked_defines(defines), filename, include_dirs)
     if gpu_tier.gpu_available():
         kernel.gpu_kernel()
     else:

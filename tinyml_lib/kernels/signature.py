@@ -105,6 +105,27 @@ def parse_signature(src, name):
     raise ValueError(f"no __global__ kernel named {name!r} in the source (found: {kernel_names(src) or 'none'})")
 
 
+def parse_function(src, name):
+    """Parameters of the plain C/C++ function `name` (returning void) in `src`: the C tier's signatures.
+
+    Args:
+        src: C/C++ source text.  name: the function's name.
+    Returns:
+        list of Param, in declaration order.
+    """
+    text = strip_comments(src)
+    found = re.search(rf"(?<![\w.>:])([A-Za-z_][\w\s\*]*?)\s*\b{re.escape(name)}\s*\(([^)]*)\)\s*\{{", text)
+    if not found:
+        defined = re.findall(r"\bvoid\s+([A-Za-z_]\w*)\s*\([^)]*\)\s*\{", text)
+        raise ValueError(f"no function named {name!r} defined in the source (found: {', '.join(defined) or 'none'})")
+    returns = found.group(1).split()
+    if returns[-1] != "void" or "*" in found.group(1):
+        raise TypeError(f"{name} returns {found.group(1).strip()!r}: a function called from Python returns void and "
+                        f"writes its results into an output array")
+    body = found.group(2).strip()
+    return [] if body in ("", "void") else [_parse_param(p, i, name) for i, p in enumerate(body.split(","))]
+
+
 def data_ptr(a):
     """Address of the first element of a NumPy or CuPy array."""
     return a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data
