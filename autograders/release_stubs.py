@@ -10,8 +10,8 @@ nbgrader replaces each solution region by its code stub (nbgrader_config.py):
 * in a Python function, the exception names the function and the lab section that teaches it:
       # YOUR CODE HERE
       raise NotImplementedError("count_params (§1 Parameters and model size): replace this line with your code")
-* inside a CUDA C source string (a triple-quoted string open at the stub), both lines become one C comment, so the
-  kernel skeleton around it still compiles and its tests fail with a readable message:
+* inside a CUDA C or C source string (a triple-quoted string open at the stub), both lines become one C comment, so
+  the kernel or function skeleton around it still compiles and its tests fail with a readable message:
       // YOUR CODE HERE (reduce_tree, §8 A first CUDA C kernel: ...): the kernel compiles as given; its tests fail until you write it
 
 The section is the nearest `## N. Title` heading above the cell. Cells whose source changes get their nbgrader
@@ -27,7 +27,7 @@ from tinyml_lib.export import sectioned  # the same sections the library's stubs
 
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # the two lines of nbgrader_config.py's code stub
 DEF = re.compile(r"^(?P<indent>[ \t]*)(?:async[ \t]+)?def[ \t]+(?P<name>\w+)[ \t]*\(")
-KERNEL = re.compile(r"__global__[\w\s*]*?\b(?P<name>\w+)\s*\(")
+KERNEL = re.compile(r"(?:__global__[\w\s*]*?|\bvoid\s+)\b(?P<name>\w+)\s*\(")   # a CUDA kernel or a C function
 TRIPLE = re.compile(r"'''|\"\"\"")
 
 
@@ -58,7 +58,7 @@ def _function(lines: list[str], at: int) -> str | None:
 
 
 def _kernel(lines: list[str], at: int) -> str | None:
-    """The nearest `__global__ ... name(` above line `at`."""
+    """The nearest `__global__ ... name(` (a CUDA kernel) or `void name(` (a C function, Lab 06) above line `at`."""
     for line in reversed(lines[:at]):
         if match := KERNEL.search(line):
             return match["name"]

@@ -4,6 +4,9 @@ Runs a graded speed check N times while `--load` busy processes compete for the 
 the correct solution and false passes of the slow answer:
   batched     Lab 01's batching check (lab01.batched_speedup): batched GEMM vs a per-sample loop.
   sparse_ffn  Lab 07's row-skipping FFN (lab07.sparse_ffn_speedup): 4096 x 11008, 90% of rows skipped, vs the dense FFN.
+  lab06_reordered, lab06_simd, lab06_gemv  Lab 06's C speed checks (lab06.*_speedup), the solution notebook's sources:
+              the reordered and the register-blocked SIMD matmul against the naive loop at 512^3, the int4 GEMV against
+              its naive version at 32000 x 4096, one thread each.
   latency_table  Lab 04's latency table (lab04.latency_table_tau): the table is built and the shipped table's first
               30 subnets timed whole, as the lab does, each run; Kendall tau of the table's sums vs the measured
               latencies. The wrong answer is the proxy a latency table replaces: MACs in place of milliseconds.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -60,6 +65,35 @@ def sparse_ffn_check(shape):
         target("lab07.sparse_ffn_speedup")
 
 
+def lab06_check(which: str):
+    """(fast, slow, threshold) of a Lab 06 speed check, from the solution notebook's C sources: `reordered` and
+    `simd` against the naive loop at 512^3, `gemv` the int4 GEMV against the naive one at 32000 x 4096; one thread."""
+    import nbformat
+
+    from tinyml_lib.kernels import load_c
+    from tinyml_lib.kernels.int4_gemv import random_w4_layer
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "solutions/lab06_loops/lab06_loops.ipynb", as_version=4)
+    sources: dict = {}
+    for cell in nb.cells:   # the cells' `NAME_SRC = [OTHER_SRC + ]r"""..."""` assignments, in order
+        if cell.cell_type == "code" and (found := re.match(r'\w+_SRC = [^"]*r""".*?"""', cell.source, re.S)):
+            exec(found[0], sources)
+    if which == "gemv":
+        n, k, group = 32000, 4096, 64
+        w, scale, zero, x = random_w4_layer(n, k, group)
+        y = np.zeros(n, np.float32)
+        naive, fast = load_c(sources["GEMV_NAIVE_SRC"], "gemv_w4_naive"), load_c(sources["GEMV_FAST_SRC"], "gemv_w4_fast")
+        return (lambda: fast(w, scale, zero, x, y, n, k, group, threads=1),
+                lambda: naive(w, scale, zero, x, y, n, k, group, threads=1), target("lab06.gemv_speedup"))
+    size, rng = 512, np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size), dtype=np.float32), rng.standard_normal((size, size), dtype=np.float32)
+    c = np.zeros((size, size), np.float32)
+    naive = load_c(sources["NAIVE_SRC"], "matmul_naive")
+    fast = load_c(sources["REORDERED_SRC"], "matmul_reordered") if which == "reordered" else \
+        load_c(sources["SIMD_SRC"], "matmul_simd")
+    return (lambda: fast(a, b, c, size, size, size, threads=1), lambda: naive(a, b, c, size, size, size, threads=1),
+            target(f"lab06.{which}_speedup"))
+
+
 def latency_table_run(macs_for_ms: bool) -> tuple[bool, float]:
     """One run of Lab 04's latency-table check (its settings: 15 rounds for the pieces, 30 for the subnets, one thread)."""
     import torch
@@ -85,7 +119,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--load", type=int, default=2, help="busy background processes")
     parser.add_argument("--slow-runs", type=int, default=20, help="runs of the slow (wrong) answer")
-    parser.add_argument("--check", choices=("batched", "sparse_ffn", "latency_table"), default="batched")
+    parser.add_argument("--check", choices=("batched", "sparse_ffn", "latency_table", "lab06_reordered", "lab06_simd",
+                                            "lab06_gemv"), default="batched")
     parser.add_argument("--shape", type=int, nargs="+", default=None,
                         help="batched: out in batch (default 4096 4096 64); sparse_ffn: d d_ff (default 4096 11008)")
     args = parser.parse_args()
@@ -93,6 +128,8 @@ def main() -> None:
         fast, slow, min_ratio = batched_check(args.shape or (4096, 4096, 64))
     elif args.check == "sparse_ffn":
         fast, slow, min_ratio = sparse_ffn_check(args.shape or (4096, 11008))
+    elif args.check.startswith("lab06_"):
+        fast, slow, min_ratio = lab06_check(args.check.removeprefix("lab06_"))
     procs = [mp.Process(target=burn, args=(time.time() + 86400,), daemon=True) for _ in range(args.load)]
     for p in procs:
         p.start()

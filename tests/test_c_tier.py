@@ -95,6 +95,20 @@ def test_bounds_check_names_the_argument_index_and_line():
         load_c(SRC, "read_before")(np.ones(4, np.float32), np.zeros(4, np.float32), 4, check="bounds")
 
 
+def test_memory_from_malloc_is_outside_the_checked_arrays_and_said_so():
+    f = load_c("#include <cstdlib>\nvoid copy_via_heap(float* y, int n) {\n  float* t = (float*)malloc(n * sizeof(float));\n"
+               "  for (int i = 0; i < n; ++i) t[i] = i;\n  for (int i = 0; i < n; ++i) y[i] = t[i];\n  free(t);\n}", "copy_via_heap")
+    y = np.zeros(4, np.float32)
+    f(y, 4)
+    assert y.tolist() == [0, 1, 2, 3]
+    with pytest.raises(KernelCheckError, match=r"write to argument 'y' \(index (-?\d+), size 4\) at kernel\.c:4 in "
+                                               r"copy_via_heap") as err:
+        f(y, 4, check="bounds")
+    index = int(re.search(r"index (-?\d+)", str(err.value))[1])
+    if not -4 <= index < 8:   # the heap block lies far from y (as it does here): the message names the likely cause
+        assert "memory from malloc or new is outside every array passed" in str(err.value)
+
+
 def test_bad_arguments_get_the_kernel_tiers_errors():
     f = load_c(SRC, "matmul")
     a, b = rng_arrays((2, 3), (3, 4))

@@ -59,7 +59,7 @@ def exercise_tests(lab: str) -> dict[str, list[str]]:
 # finishes alone; a lab not listed counts as the longest, and where pytest's cache is on the last run's figures take
 # their place.
 LAB_SECONDS = {"lab01_metrics": 96, "lab02_pruning": 267, "lab03_quantization": 85, "lab03b_low_bit": 94, "lab04_nas": 150,
-               "lab04b_cheap_nas": 120, "lab05_distillation": 210, "lab05b_tiny_training": 251,
+               "lab04b_cheap_nas": 120, "lab05_distillation": 210, "lab05b_tiny_training": 251, "lab06_loops": 90,
                "lab07_llm": 269}
 LAB_SECONDS_KEY = "tinyml/lab_seconds"
 SIDE_BY_SIDE = min(2, os.cpu_count() or 1)  # labs run at once: one per core, two at most (the 2-core reference VM)

@@ -16,7 +16,7 @@ PY_STUB = re.compile(r'^(?P<indent>[ \t]*)raise NotImplementedError\("(?P<name>\
 C_STUB = re.compile(r"^[ \t]*// YOUR CODE HERE \((?P<name>\w+), (?P<section>§\d+ [^)]+.*)\): the kernel compiles as "
                     r"given; its tests fail until you write it$", re.M)
 SRC_ASSIGNMENT = re.compile(r"^(?P<var>[A-Z0-9_]+_SRC) = r(?:'''|\"\"\")", re.M)
-KERNEL_NAME = re.compile(r"__global__\s+void\s+(\w+)\s*\(")
+KERNEL_NAME = re.compile(r"(?:__global__\s+)?\bvoid\s+(\w+)\s*\(")   # a CUDA kernel, or a C function (Lab 06)
 
 
 def release(lab: str):
@@ -49,7 +49,7 @@ def test_no_bare_stub_and_every_stub_names_function_and_section(lab):
                 assert lines[i - 1] == match["indent"] + "# YOUR CODE HERE", "the `# YOUR CODE HERE` line is kept"
                 stubs += 1
         for match in C_STUB.finditer(cell.source):
-            assert match["section"] in sections and KERNEL_NAME.search(cell.source)[1] == match["name"]
+            assert match["section"] in sections and match["name"] in KERNEL_NAME.findall(cell.source)
             stubs += 1
         if (gid := cell.metadata.get("nbgrader", {}).get("checksum")) is not None:
             assert gid == compute_checksum(cell), f"stale nbgrader checksum in {lab}"
@@ -63,7 +63,7 @@ NO_KERNEL = {"lab04_nas", "lab04b_cheap_nas", "lab05b_tiny_training"}
 
 @pytest.mark.parametrize("lab", LABS)
 def test_kernel_skeletons_compile_on_the_cpu_tier(lab, monkeypatch):
-    from tinyml_lib.kernels import gpu_tier, load_kernel
+    from tinyml_lib.kernels import gpu_tier, load_c, load_kernel
     monkeypatch.setattr(gpu_tier, "gpu_available", lambda: False)
     cells = kernel_cells(lab)
     if lab in NO_KERNEL:
@@ -80,7 +80,10 @@ def test_kernel_skeletons_compile_on_the_cpu_tier(lab, monkeypatch):
         var = SRC_ASSIGNMENT.search(cell.source)["var"]
         assert isinstance(namespace.get(var), str), f"{var} is not defined by the blank cell"
         source = namespace[var]
-        kernel = load_kernel(source, KERNEL_NAME.search(source)[1])
+        if "__global__" in source:
+            kernel = load_kernel(source, KERNEL_NAME.search(source)[1])
+        else:   # C (Lab 06): the function whose body is the stub, compiled by the C tier
+            kernel = load_c(source, C_STUB.search(source)["name"])
         assert kernel.library("fast").exists()
 
 
@@ -98,6 +101,10 @@ def test_teach_source_python_and_cuda():
     assert "NotImplementedError" not in out and "# YOUR CODE HERE" not in out
     assert ("\n    // YOUR CODE HERE (k, §8 Kernels): the kernel compiles as given; its tests fail until you write it\n}"
             in out)
+    c = ('C_SRC = r"""\nstatic inline float twice(float v) { return 2 * v; }\nstatic void fill(float* y, int n) {\n'
+         '  # YOUR CODE HERE\n  raise NotImplementedError()\n}\n"""\n')
+    assert ("\n  // YOUR CODE HERE (fill, §6 Loops): the kernel compiles as given; its tests fail until you write it\n}"
+            in teach_source(c, "§6 Loops"))
     top = teach_source("x = 1\n# YOUR CODE HERE\nraise NotImplementedError()", "§1 A", fallback="cell_id")
     assert top.endswith('raise NotImplementedError("cell_id (§1 A): replace this line with your code")')
 

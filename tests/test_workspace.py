@@ -169,9 +169,13 @@ def test_an_updated_release_lands_beside_the_students_copy(tmp_path):
     assert sync(ws) == [], "a second sync with nothing new says nothing"
 
 
+# Labs whose answers are all C in the notebook, with no export cell: nothing of theirs goes into the library.
+C_ONLY = {"lab06_loops"}
+
+
 def test_each_lab_has_one_package_and_infrastructure_lives_apart():
     units = lab_units()
-    assert set(units) == set(lab_names()) and len(set(units.values())) == len(units)
+    assert set(units) == set(lab_names()) - C_ONLY and len(set(units.values())) == len(units)
     for unit in units.values():
         assert (ROOT / "tinyml_lib" / unit / "__init__.py").is_file(), f"tinyml_lib/{unit} is not a package"
         for module in (ROOT / "tinyml_lib" / unit).rglob("*.py"):

@@ -115,3 +115,27 @@ def interleaved_ratios(baseline: Callable[[], object], fast: Callable[[], object
             times_b.append(tb)
             times_f.append(tf)
     return ratios, statistics.median(times_b), statistics.median(times_f)
+
+
+def round_robin_seconds(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each callable, timed in turn: each round times every callable once (a sample of at
+    least `MIN_SAMPLE_S`), so load from other processes falls on all of them alike. For a plot of many versions of
+    one computation; a graded ratio of two uses `interleaved_ratios`.
+
+    Args:
+        fns: {name: callable with no arguments}.  rounds: >= 1 samples of each.  warmup: untimed calls of each first.
+    Returns:
+        {name: float seconds per call}, in the order of `fns`.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds: expected >= 1, got {rounds}")
+    samples = {name: [] for name in fns}
+    with steady_heap():
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        loops = {name: calibrate_loops(fn) for name, fn in fns.items()}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                samples[name].append(time_loops(fn, loops[name]))
+    return {name: statistics.median(times) for name, times in samples.items()}

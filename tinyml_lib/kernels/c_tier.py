@@ -18,6 +18,7 @@ accepted). Portable SIMD: GCC/Clang vector extensions (`typedef float f8 __attri
 `cpu_features()` says which instruction sets the compiler targets here.
 """
 import ctypes
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ from .cache import build_cached, cache_dir, cache_key
 from .errors import KernelCheckError
 from .signature import VECTOR_TYPES, check_args, parse_function
 
+# Idle OpenMP threads sleep instead of spinning (libgomp reads this when it is loaded, with the first C function):
+# a thread's CPU time is then the share of the work it did (Lab 06 checks a loop's split with it), and a thread
+# waiting at a barrier does not take the core of a measurement running beside it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 FAST_FLAGS = ("-std=c++20", "-O3", "-fPIC", "-fvisibility=hidden", "-fno-gnu-unique", "-Wno-unknown-pragmas")
 CHECKS = (None, "bounds")
 _PRELUDE = "#include <cstddef>\n#include <cstdint>\n#define restrict __restrict\n"
@@ -161,13 +166,24 @@ class CFunction:
                 cpu_tier.launch(self.library("check"), self.name, self.params, args, (1, 1, 1), (1, 1, 1), 0,
                                 cpu_tier.FLAG_BOUNDS | cpu_tier.FLAG_INSTR)
             except KernelCheckError as e:   # one thread: no thread or block to name
-                raise KernelCheckError(re.sub(r",? thread \(0,0,0\) of block \(0,0,0\)", "", str(e))) from None
+                raise KernelCheckError(_c_message(str(e))) from None
             return
         lib = _load(self.library("fast"), self.name)
         if threads is not None:
             lib.tinyml_c_set_threads(int(threads))
         argv, _, _, _keep = cpu_tier.marshal(self.params, args)
         getattr(lib, f"tinyml_c_{self.name}")(argv)
+
+
+def _c_message(message):
+    """A checked run's finding in C terms: no thread or block (one thread ran), and, for an access far outside the
+    nearest array, the likely cause."""
+    message = re.sub(r",? thread \(0,0,0\) of block \(0,0,0\)", "", message)
+    found = re.search(r"\(index (-?\d+), size (\d+)\)", message)
+    if found and not -int(found[2]) <= int(found[1]) < 2 * int(found[2]):
+        message += (" (far outside it: memory from malloc or new is outside every array passed, which is all a "
+                    "checked run knows; use arrays on the stack or pass a buffer)")
+    return message
 
 
 @lru_cache(maxsize=None)
