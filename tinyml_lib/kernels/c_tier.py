@@ -23,7 +23,6 @@ import re
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
@@ -83,12 +82,12 @@ def cpu_features(arch: str = "native") -> CpuFeatures:
     return CpuFeatures(arch, target.group(1) if target else arch, simd, vector_bytes)
 
 
-def _entry(name, params, attribute=""):
+def _entry(name, params):
     """extern "C" wrapper `tinyml_c_<name>(void** a)` calling the function with a[i] read as parameter i's type."""
     def ctype(p):
         return f"{'const ' if p.const else ''}{p.ctype}*" if p.pointer else p.ctype
     call = ", ".join(f"*static_cast<{ctype(p)}*>(a[{p.index}])" for p in params)
-    return (f'extern "C" __attribute__((visibility("default"))) {attribute} void tinyml_c_{name}(void** a) '
+    return (f'extern "C" __attribute__((visibility("default"))) void tinyml_c_{name}(void** a) '
             f"{{ {name}({call}); }}\n")
 
 
@@ -114,12 +113,18 @@ class CFunction:
         self._fast_tu = (f'{head}#line 1 "{quoted}"\n{source}\n#line 1 "<tinyml_lib entry points>"\n'
                          f"{_entry(name, self.params)}{threads}")
         self._check_tu = cpu_tier.translation_unit(source, filename, defines, names=(name,), prelude=_PRELUDE)
+        self._built = {}   # mode -> library path, once per object: a timed call hashes no source
 
     def __repr__(self):
         return f"CFunction({self.name!r} from {self.filename}, arch={self.arch!r}, openmp={self.openmp})"
 
     def library(self, mode="fast"):
         """Path of the compiled library: "fast" (-O3, -march, OpenMP) or "check" (the CPU tier's checked build)."""
+        if mode not in self._built:
+            self._built[mode] = self._build(mode)
+        return self._built[mode]
+
+    def _build(self, mode):
         if mode == "check":
             # Without -fopenmp the pragmas are ignored (one thread, as the checks need); omp_* calls link to libgomp.
             return cpu_tier.build_library(self._check_tu, self.filename, "check", self.include_dirs,
@@ -193,20 +198,6 @@ def _load(path, name):
     return lib
 
 
-def _read_c_source(src):
-    """(source text, file name for messages, include dirs) from a .c/.cpp/.h path or C/C++ text."""
-    if isinstance(src, Path) or (isinstance(src, str) and "\n" not in src
-                                 and re.search(r"\.(c|cc|cpp|cxx|h|hpp)$", src.strip())):
-        path = Path(src)
-        if not path.is_file():
-            raise FileNotFoundError(f"C source file not found: {path}")
-        return path.read_text(), path.name, (str(path.resolve().parent),)
-    if not isinstance(src, str):
-        raise TypeError(f"src must be a path to a .c/.cpp file or C/C++ source text, got {type(src).__name__}")
-    from .launcher import kernels_dir
-    return src, "kernel.c", (str(kernels_dir()),)
-
-
 def load_c(src, name, defines=None, arch="native", openmp=True) -> CFunction:
     """Load C/C++ function `name` (returning void) from a file or from source text, compiled now.
 
@@ -220,8 +211,8 @@ def load_c(src, name, defines=None, arch="native", openmp=True) -> CFunction:
     Returns:
         CFunction. Compile errors raise KernelCompileError with the source's line numbers.
     """
-    from .launcher import checked_defines
-    source, filename, include_dirs = _read_c_source(src)
+    from .launcher import checked_defines, read_source
+    source, filename, include_dirs = read_source(src, r"\.(c|cc|cpp|cxx|h|hpp)", "kernel.c", "a .c/.cpp file or C/C++")
     function = CFunction(source, name, checked_defines(defines), filename, include_dirs, arch, bool(openmp))
     function.library("fast")
     return function

@@ -189,19 +189,20 @@ class Kernel:
 WITHHELD = "// Withheld:"  # first line of a kernel file withheld from a student (autograders/answers.py writes it)
 
 
-def _read_source(src):
-    """(source text, file name for messages, include dirs) from a .cu path or CUDA C text."""
-    if isinstance(src, Path) or (isinstance(src, str) and "\n" not in src and re.search(r"\.cuh?$", src.strip())):
+def read_source(src, suffix=r"\.cuh?", default_name="kernel.cu", what="a .cu file or CUDA C"):
+    """(source text, file name for messages, include dirs) from a path whose name matches `suffix`, or source text
+    (named `default_name`; the course's kernels/ folder on its include path). The C tier reads its C/C++ with it."""
+    if isinstance(src, Path) or (isinstance(src, str) and "\n" not in src and re.search(rf"{suffix}$", src.strip())):
         path = Path(src)
         if not path.is_file():
-            raise FileNotFoundError(f"kernel source file not found: {path}")
+            raise FileNotFoundError(f"source file not found: {path}")
         text = path.read_text()
         if text.startswith(WITHHELD):  # a student workspace or bundle: the file answers an exercise not revealed
             raise FileNotFoundError(f"{path.name}: {text[len(WITHHELD):].strip()}")
         return text, path.name, (str(path.resolve().parent),)
     if not isinstance(src, str):
-        raise TypeError(f"src must be a path to a .cu file or CUDA C source text, got {type(src).__name__}")
-    return src, "kernel.cu", (str(kernels_dir()),)   # a notebook's kernel may #include the course's headers
+        raise TypeError(f"src must be a path to {what} source text, got {type(src).__name__}")
+    return src, default_name, (str(kernels_dir()),)   # a notebook's source may #include the course's headers
 
 
 def checked_defines(defines):
@@ -224,7 +225,7 @@ def load_kernel(src, name, defines=None):
     Returns:
         Kernel. It is compiled now for the tier this machine will use (compile errors raise KernelCompileError).
     """
-    source, filename, include_dirs = _read_source(src)
+    source, filename, include_dirs = read_source(src)
     kernel = Kernel(source, name, checked_defines(defines), filename, include_dirs)
     if gpu_tier.gpu_available():
         kernel.gpu_kernel()
